@@ -1,0 +1,161 @@
+"""In-memory inputs: numpy arrays, torch tensors, torch Datasets and lists of images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .store import ImageStore
+
+_CHANNELS = (1, 3)
+
+
+def _describe(x) -> str:
+    return f"{type(x).__name__} of shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+def to_uint8(x: np.ndarray, name: str = "X") -> np.ndarray:
+    """uint8 from uint8, integer 0..255 or float 0..1 arrays; anything else is an error."""
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype == np.bool_:
+        raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype bool.")
+    if np.issubdtype(x.dtype, np.integer):
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                f"{name} holds integers from {lo} to {hi}; integer pixels must lie in 0-255."
+            )
+        return x.astype(np.uint8)
+    if np.issubdtype(x.dtype, np.floating):
+        if x.size and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).sum())
+            raise ValueError(f"{name} holds {bad} NaN or infinite value(s); pixels must be finite.")
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} holds floats from {lo:g} to {hi:g}; float pixels must lie in [0, 1] "
+                "(divide by 255 if they are 0-255). Nothing is clipped silently."
+            )
+        return np.rint(x * 255.0).astype(np.uint8)
+    raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype {x.dtype}.")
+
+
+def _layout(shape, channels_first_default: bool, name: str) -> str:
+    """Decide NCHW or NHWC for a 4-D shape; channels are 1 or 3."""
+    first, last = shape[1] in _CHANNELS, shape[3] in _CHANNELS
+    if first and last:
+        return "NCHW" if channels_first_default else "NHWC"
+    if first:
+        return "NCHW"
+    if last:
+        return "NHWC"
+    raise ValueError(
+        f"{name} must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3 channels. "
+        f"Got shape {tuple(shape)}."
+    )
+
+
+def from_array(x, labels=None, name: str = "X") -> ImageStore:
+    """numpy: (N, H, W) or (N, H, W, C); torch: (N, H, W) or (N, C, H, W). uint8 or float 0-1.
+
+    A 4-D array whose layout is unambiguous either way is accepted either way.
+    """
+    is_torch = isinstance(x, torch.Tensor)
+    arr = x.detach().cpu().numpy() if is_torch else np.asarray(x)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+        layout = "NCHW"
+    elif arr.ndim == 4:
+        layout = _layout(arr.shape, channels_first_default=is_torch, name=name)
+    else:
+        raise ValueError(
+            f"{name} must be a 3-D (N, H, W) or 4-D image array. Got {_describe(arr)} instead."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} holds no images (shape {tuple(arr.shape)}).")
+    if isinstance(x, np.memmap) and arr.dtype == np.uint8:
+        images = x if x.ndim == 4 else arr  # keep the memory map
+    else:
+        images = to_uint8(arr, name)
+    return ImageStore(images, check_labels(labels, len(images), name), layout)
+
+
+def check_labels(labels, n: int, name: str = "X"):
+    if labels is None:
+        return None
+    if isinstance(labels, torch.Tensor):
+        labels = labels.cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"The labels (y) must have one entry per image of {name} ({n}). "
+            f"Got shape {labels.shape} instead."
+        )
+    return labels
+
+
+def image_to_array(img, where: str = "image") -> np.ndarray:
+    """One image (PIL image, HxW, HxWxC, CxHxW array or tensor) -> uint8 (C, H, W)."""
+    if hasattr(img, "getbands") and hasattr(img, "convert"):  # PIL image
+        mode = img.mode
+        if mode not in ("L", "RGB"):
+            img = img.convert("RGB" if len(img.getbands()) >= 3 or mode == "P" else "L")
+        arr = np.asarray(img)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return np.ascontiguousarray(arr)
+    is_torch = isinstance(img, torch.Tensor)
+    arr = img.detach().cpu().numpy() if is_torch else np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3:
+        first, last = arr.shape[0] in _CHANNELS, arr.shape[2] in _CHANNELS
+        if last and not (first and is_torch):
+            arr = arr.transpose(2, 0, 1)
+        elif not first:
+            raise ValueError(
+                f"{where} must be (H, W), (H, W, C) or (C, H, W) with C = 1 or 3. "
+                f"Got shape {arr.shape}."
+            )
+    else:
+        raise ValueError(f"{where} must be a 2-D or 3-D image. Got shape {arr.shape}.")
+    return np.ascontiguousarray(to_uint8(arr, where))
+
+
+def from_items(items, name: str = "X") -> ImageStore:
+    """A torch Dataset or a sequence yielding an image or (image, label, ...)."""
+    n = len(items)
+    if n == 0:
+        raise ValueError(f"{name} holds no images (length 0).")
+    images, labels = None, []
+    first_shape = None
+    for i in range(n):
+        item = items[i]
+        label = None
+        if isinstance(item, (tuple, list)):
+            if len(item) == 0:
+                raise ValueError(f"{name}[{i}] is an empty {type(item).__name__}.")
+            if len(item) > 1:
+                label = item[1]
+            item = item[0]
+        arr = image_to_array(item, where=f"{name}[{i}]")
+        if images is None:
+            first_shape = arr.shape
+            images = np.empty((n,) + arr.shape, np.uint8)
+        elif arr.shape != first_shape:
+            raise ValueError(
+                f"{name}[{i}] has shape (C, H, W) = {arr.shape}, but {name}[0] has "
+                f"{first_shape}. All images must share one size and channel count "
+                "(resize them first, or use an image folder with image_size set)."
+            )
+        images[i] = arr
+        labels.append(label)
+    has = [lab is not None for lab in labels]
+    if any(has) and not all(has):
+        raise ValueError(f"{name}: some items carry a label and some do not.")
+    y = None
+    if all(has):
+        y = np.asarray([int(lab.item() if hasattr(lab, "item") else lab) for lab in labels])
+    class_names = getattr(items, "classes", None)
+    class_names = list(class_names) if class_names is not None else None
+    return ImageStore(images, y, "NCHW", class_names)
