@@ -1,3 +1,12 @@
-"""simcne: t-SimCNE maps of image datasets (Böhm, Berens & Kobak, ICLR 2023)."""
+"""simcne: t-SimCNE maps of image datasets (Böhm, Berens & Kobak, ICLR 2023).
+
+>>> from simcne import TSimCNE
+>>> Y = TSimCNE(total_epochs=[400, 25, 75]).fit_transform(images)  # doctest: +SKIP
+"""
+
+from .augment import Augment
+from .estimator import TSimCNE
+from .metrics import knn_accuracy
 
 __version__ = "0.1.0"
+__all__ = ["Augment", "TSimCNE", "knn_accuracy", "__version__"]

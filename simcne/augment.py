@@ -1,0 +1,256 @@
+"""Batched, per-sample random augmentation on whatever device the batch is on.
+
+The same distribution as the paper's torchvision pipeline::
+
+    RandomResizedCrop(size, scale=(0.2, 1), ratio=(3/4, 4/3))
+    RandomHorizontalFlip(p=0.5)
+    RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8)
+    RandomGrayscale(p=0.2)
+
+but for a whole batch at once: parameters are drawn for every sample with one generator
+(:meth:`Augment.sample`), then applied with tensor operations (:meth:`Augment.apply`). No
+PIL and no Python loop over images. Crop, resize and flip are one bilinear ``grid_sample``;
+the colour operations follow torchvision's tensor semantics (blends clamped to [0, 1], hue
+rotated in HSV, the four jitter operations in a random order per sample).
+
+One-channel images keep one channel: brightness and contrast apply, saturation, hue and
+grayscale have no effect (as torchvision does for one-channel tensors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+_GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, torchvision's rgb_to_grayscale
+
+
+def _uniform(n, lo, hi, generator, device):
+    return torch.rand(n, generator=generator, device=device) * (hi - lo) + lo
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma; one-channel input is returned as is."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(1)
+    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(1)
+
+
+def _view(f: torch.Tensor) -> torch.Tensor:
+    return f.view(-1, 1, 1, 1)
+
+
+def adjust_brightness(x, f):
+    return (x * _view(f)).clamp_(0, 1)
+
+
+def adjust_contrast(x, f):
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    f = _view(f)
+    return (f * x + (1 - f) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(x, f):
+    if x.shape[1] == 1:
+        return x
+    f = _view(f)
+    return (f * x + (1 - f) * grayscale(x)).clamp_(0, 1)
+
+
+def adjust_hue(x, f):
+    """Rotate the hue by ``f`` turns (f in [-0.5, 0.5]), value and saturation unchanged."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    chroma = maxc - minc
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    is_r, is_g = maxc == r, maxc == g
+    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(chroma > 0, h, torch.zeros_like(h))
+    h6 = torch.remainder(h + 6.0 * f.view(-1, 1, 1), 6.0)  # hue in sixths of a turn
+    # HSV -> RGB: c_n = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
+    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
+
+
+_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+_IDENTITY = (1.0, 1.0, 1.0, 0.0)
+
+
+@dataclass
+class Augment:
+    """The t-SimCNE/SimCLR augmentation for batches of images.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Output height and width of the random resized crop.
+    crop_scale : (float, float), default=(0.2, 1.0)
+        Range of the crop's area as a fraction of the image's area.
+    crop_ratio : (float, float), default=(3/4, 4/3)
+        Range of the crop's aspect ratio (width / height), sampled log-uniformly.
+    flip_p : float, default=0.5
+        Probability of a horizontal flip.
+    jitter : (float, float, float, float), default=(0.4, 0.4, 0.4, 0.1)
+        ColorJitter's brightness, contrast, saturation and hue strengths.
+    jitter_p : float, default=0.8
+        Probability that the colour jitter is applied to a sample.
+    grayscale_p : float, default=0.2
+        Probability of converting a sample to grayscale.
+
+    Examples
+    --------
+    >>> import torch
+    >>> aug = Augment(size=32)
+    >>> x = torch.rand(8, 3, 32, 32)
+    >>> aug(x, generator=torch.Generator().manual_seed(0)).shape
+    torch.Size([8, 3, 32, 32])
+    """
+
+    size: int | tuple = 32
+    crop_scale: tuple = (0.2, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        s = self.size
+        return (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1]))
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size)."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
+        return self.apply(x, params)
+
+    # -- parameters -------------------------------------------------------------------
+    def sample(self, n: int, hw, generator=None, device=None) -> dict:
+        """Random parameters for ``n`` images of size ``hw``, as tensors of length n."""
+        device = torch.device(device or "cpu")
+        H, W = int(hw[0]), int(hw[1])
+        top, left, height, width = self._sample_crops(n, H, W, generator, device)
+        flip = torch.rand(n, generator=generator, device=device) < self.flip_p
+        jit = torch.rand(n, generator=generator, device=device) < self.jitter_p
+        b, c, s, h = self.jitter
+        factors = torch.stack(
+            [
+                _uniform(n, max(0.0, 1 - b), 1 + b, generator, device),
+                _uniform(n, max(0.0, 1 - c), 1 + c, generator, device),
+                _uniform(n, max(0.0, 1 - s), 1 + s, generator, device),
+                _uniform(n, -h, h, generator, device),
+            ],
+            dim=1,
+        )
+        identity = torch.tensor(_IDENTITY, device=device).expand(n, 4)
+        factors = torch.where(jit[:, None], factors, identity)
+        order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
+        gray = torch.rand(n, generator=generator, device=device) < self.grayscale_p
+        return dict(top=top, left=left, height=height, width=width, flip=flip,
+                    jitter=jit, factors=factors, order=order, gray=gray)
+
+    def _sample_crops(self, n, H, W, generator, device, attempts: int = 10):
+        """torchvision's RandomResizedCrop.get_params, vectorised: 10 tries, then a centre crop."""
+        area = H * W
+        lo, hi = self.crop_scale
+        target = area * _uniform((n, attempts), lo, hi, generator, device)
+        log_r = _uniform((n, attempts), math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]),
+                         generator, device)
+        aspect = torch.exp(log_r)
+        w = torch.round(torch.sqrt(target * aspect))
+        h = torch.round(torch.sqrt(target / aspect))
+        ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        first = ok.float().argmax(dim=1, keepdim=True)  # first successful attempt
+        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+        any_ok = ok.any(dim=1)
+        # fallback: the whole image, cropped to the nearest allowed aspect ratio
+        in_ratio = W / H
+        if in_ratio < min(self.crop_ratio):
+            fw, fh = W, round(W / min(self.crop_ratio))
+        elif in_ratio > max(self.crop_ratio):
+            fw, fh = round(H * max(self.crop_ratio)), H
+        else:
+            fw, fh = W, H
+        w = torch.where(any_ok, w, torch.full_like(w, fw))
+        h = torch.where(any_ok, h, torch.full_like(h, fh))
+        u = torch.rand(n, 2, generator=generator, device=device)
+        top = torch.floor(u[:, 0] * (H - h + 1))
+        left = torch.floor(u[:, 1] * (W - w + 1))
+        top = torch.where(any_ok, top, (H - h).div(2, rounding_mode="floor"))
+        left = torch.where(any_ok, left, (W - w).div(2, rounding_mode="floor"))
+        return top, left, h, w
+
+    # -- application ------------------------------------------------------------------
+    def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1]."""
+        x = self.crop_resize_flip(x, p)
+        x = self.color_jitter(x, p)
+        if x.shape[1] == 3:
+            g = grayscale(x).expand_as(x)
+            x = torch.where(p["gray"].view(-1, 1, 1, 1), g, x)
+        return x
+
+    def crop_resize_flip(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        """Bilinear resize of each sample's crop to ``size`` (half-pixel centres, edges clamped
+        to the crop as when resizing the cropped image), then the flip, in one grid_sample."""
+        n, _, H, W = x.shape
+        oh, ow = self.out_size
+        dt = x.dtype if x.is_floating_point() else torch.float32
+        ys = (torch.arange(oh, device=x.device, dtype=dt) + 0.5) / oh
+        xs = (torch.arange(ow, device=x.device, dtype=dt) + 0.5) / ow
+        top, left, h, w = (p[k].to(dt) for k in ("top", "left", "height", "width"))
+        # source pixel coordinates (pixel centres at integers), clamped to the crop
+        sy = top[:, None] + ys[None] * h[:, None] - 0.5
+        sx = left[:, None] + xs[None] * w[:, None] - 0.5
+        sy = torch.minimum(torch.maximum(sy, top[:, None]), (top + h - 1)[:, None])
+        sx = torch.minimum(torch.maximum(sx, left[:, None]), (left + w - 1)[:, None])
+        sx = torch.where(p["flip"][:, None], sx.flip(1), sx)
+        gy = (sy + 0.5) * (2.0 / H) - 1.0  # normalised, align_corners=False
+        gx = (sx + 0.5) * (2.0 / W) - 1.0
+        grid = torch.stack(
+            (gx[:, None, :].expand(n, oh, ow), gy[:, :, None].expand(n, oh, ow)), dim=-1
+        )
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def color_jitter(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        """The four jitter operations in each sample's own random order.
+
+        On CUDA every operation runs on the whole batch with identity factors where it does
+        not apply (no host synchronisation); elsewhere only the samples concerned are touched.
+        """
+        factors, order = p["factors"], p["order"]
+        ops = _JITTER_OPS if x.shape[1] == 3 else _JITTER_OPS[:2]
+        if x.is_cuda:
+            ident = torch.tensor(_IDENTITY, device=x.device, dtype=factors.dtype)
+            for slot in range(4):
+                for k, op in enumerate(ops):
+                    here = order[:, slot] == k
+                    x = op(x, torch.where(here, factors[:, k], ident[k]))
+            return x
+        x = x.clone()
+        active = p["jitter"]
+        for slot in range(4):
+            for k, op in enumerate(ops):
+                idx = torch.nonzero(active & (order[:, slot] == k)).flatten()
+                if len(idx):
+                    x[idx] = op(x[idx], factors[idx, k])
+        return x
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Deterministic bilinear (antialiased) resize of a float batch to ``size``; no-op if equal."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)

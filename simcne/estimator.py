@@ -1,0 +1,490 @@
+"""TSimCNE: the three-stage t-SimCNE estimator."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import data as _data
+from .augment import Augment, resize
+from .losses import METRICS, info_nce
+from .models import BACKBONES, HEADS, make_model, replace_last_linear, set_trainable
+from .train import PREFIX, Stage, embed, train_stage
+
+_STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
+
+
+def _err(param: str, allowed: str, got) -> ValueError:
+    return ValueError(f"The '{param}' parameter of TSimCNE must be {allowed}. Got {got!r} instead.")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _per_stage(value, n: int, param: str):
+    """A scalar or a list of 1 to 3 values -> a list with one entry per stage run."""
+    if isinstance(value, (list, tuple)):
+        if len(value) < n:
+            raise ValueError(
+                f"The '{param}' parameter of TSimCNE needs a value for each of the {n} stages "
+                f"that total_epochs runs. Got {list(value)!r} instead."
+            )
+        return list(value[:n])
+    return None
+
+
+class TSimCNE:
+    """t-SimCNE: a contrastive network that maps images to ``out_dim`` dimensions.
+
+    Training runs up to three stages (Böhm, Berens & Kobak, ICLR 2023): (1) the whole network
+    with a ``pretrain_out_dim``-dimensional output; (2) the head's last layer is replaced by a
+    fresh ``Linear(hidden, out_dim)`` with N(0, 1) weights and trained alone, the rest frozen;
+    (3) everything is trained at the stage-1 learning rate / 1000.
+
+    Parameters
+    ----------
+    model : nn.Module or None, default=None
+        A whole network mapping images to z (or to ``(z, h)``). When given, ``backbone`` and
+        ``projection_head`` are ignored. Its last ``nn.Linear`` is replaced in stage 2.
+    loss : {"infonce"}, default="infonce"
+        The contrastive loss.
+    metric : {None, "euclidean", "cosine", "gauss"}, default=None
+        The similarity of the loss. None and "euclidean" give t-SimCNE's Cauchy kernel
+        ``1/(1 + d^2)``; "cosine" gives SimCLR's loss with ``temperature``; "gauss" the
+        kernel ``exp(-d^2)``.
+    backbone : str or nn.Module, default="resnet18"
+        A name from ``simcne.models.BACKBONES`` or a module mapping images to features.
+    projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
+        "mlp" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, with
+        ``width`` the backbone's output width.
+    data_transform : callable or None, default=None
+        The random view. None is the paper's augmentation, :class:`simcne.augment.Augment`
+        at ``image_size``. A callable receives a float batch (B, C, H, W) in [0, 1] on the
+        training device and returns one view (B, C, *image_size); it is called twice a batch.
+    total_epochs : int or list of int, default=(1000, 50, 450)
+        Epochs of each stage. An int or a shorter list runs only the first stages: with one
+        stage the output is that of the fresh, untrained ``out_dim`` layer (the guide's first
+        panel); with two, the network after stage 2. Zeros are allowed.
+    batch_size : int, default=512
+        Images per step (each gives two views). Capped at the dataset size.
+    out_dim : int, default=2
+        Dimension of the final embedding.
+    pretrain_out_dim : int, default=128
+        Output dimension in stage 1.
+    optimizer : {"sgd", "adam", "adamw"}, default="sgd"
+    lr : "auto_batch", float or list of float, default="auto_batch"
+        "auto_batch" is ``0.03 * batch_size / 256`` for stages 1 and 2 and 1/1000 of that for
+        stage 3. A float is used likewise (stage 3 at 1/1000); a list gives each stage's rate.
+    warmup : "auto", int or list of int, default="auto"
+        Warm-up epochs per stage. "auto" is 10, 0 and 10 epochs, each capped at its stage's
+        length. An int is used for stages 1 and 3 (stage 2 has none); a list gives each.
+    momentum : float, default=0.9
+    weight_decay : float, default=5e-4
+    grad_clip : float or None, default=4.0
+        Gradients are clipped to [-grad_clip, grad_clip] element-wise. None disables it.
+    temperature : float, default=0.5
+        Temperature of the "cosine" metric.
+    image_size : None, int or (int, int), default=None
+        Size the network sees. None uses the stored size of the training images.
+    random_state : int or None, default=None
+        Seed for initialisation, shuffling and augmentation. The same seed gives the same
+        embedding on CPU.
+    device : "auto", str or torch.device, default="auto"
+        "auto" is CUDA when available, else CPU.
+    compile : bool, default=False
+        Wrap the network in ``torch.compile`` for training.
+    callbacks : callable, list of callables or None, default=None
+        Called after every epoch as ``callback(stage, epoch, loss, model)``; a truthy return
+        stops training and keeps the result so far.
+    verbose : bool or int, default=False
+        Print one-line stage summaries (prefix ``[simcne]``) and show progress bars.
+
+    Attributes
+    ----------
+    model_ : nn.Module
+        The trained network; ``model_(x)`` returns ``(z, h)``.
+    embedding_ : ndarray of shape (n_samples, out_dim)
+        The training images' final embedding.
+    stage_embeddings_ : list of ndarray
+        The training images' embedding at the end of stage 1 (through the fresh, untrained
+        ``out_dim`` layer), of stage 2 and of stage 3, for the stages that ran.
+    loss_history_ : ndarray, structured with fields ``stage``, ``epoch``, ``loss``
+        The mean loss of every epoch.
+    labels_ : ndarray or None
+        Labels found with the training data.
+    image_size_ : (int, int)
+    in_channels_ : int
+
+    Examples
+    --------
+    >>> from simcne import TSimCNE
+    >>> X = load_images()  # doctest: +SKIP
+    >>> Y = TSimCNE(total_epochs=[400, 25, 75]).fit_transform(X)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model=None,
+        loss="infonce",
+        metric=None,
+        backbone="resnet18",
+        projection_head="mlp",
+        data_transform=None,
+        total_epochs=(1000, 50, 450),
+        batch_size=512,
+        out_dim=2,
+        pretrain_out_dim=128,
+        optimizer="sgd",
+        lr="auto_batch",
+        warmup="auto",
+        momentum=0.9,
+        weight_decay=5e-4,
+        grad_clip=4.0,
+        temperature=0.5,
+        image_size=None,
+        random_state=None,
+        device="auto",
+        compile=False,
+        callbacks=None,
+        verbose=False,
+    ):
+        self.model = model
+        self.loss = loss
+        self.metric = metric
+        self.backbone = backbone
+        self.projection_head = projection_head
+        self.data_transform = data_transform
+        self.total_epochs = total_epochs
+        self.batch_size = batch_size
+        self.out_dim = out_dim
+        self.pretrain_out_dim = pretrain_out_dim
+        self.optimizer = optimizer
+        self.lr = lr
+        self.warmup = warmup
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.temperature = temperature
+        self.image_size = image_size
+        self.random_state = random_state
+        self.device = device
+        self.compile = compile
+        self.callbacks = callbacks
+        self.verbose = verbose
+
+    # -- scikit-learn's estimator protocol ------------------------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "TSimCNE":
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for TSimCNE. Valid parameters are: {valid}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = []
+        for k, v in self.get_params().items():
+            d = defaults[k]
+            try:
+                same = v is d or (type(v) is type(d) and bool(v == d))
+            except Exception:
+                same = False
+            if not same:
+                changed.append(f"{k}={v!r}")
+        return f"TSimCNE({', '.join(changed)})"
+
+    # -- validation -------------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        if self.model is not None and not isinstance(self.model, nn.Module):
+            raise _err("model", "None or a torch.nn.Module", self.model)
+        if self.loss != "infonce":
+            raise _err("loss", "'infonce'", self.loss)
+        if self.metric is not None and self.metric not in METRICS:
+            raise _err("metric", f"None or one of {list(METRICS)}", self.metric)
+        if not isinstance(self.backbone, nn.Module) and self.backbone not in BACKBONES:
+            raise _err("backbone", f"an nn.Module or one of {sorted(BACKBONES)}", self.backbone)
+        if not isinstance(self.projection_head, nn.Module) and self.projection_head not in HEADS:
+            raise _err("projection_head", f"an nn.Module or one of {list(HEADS)}",
+                       self.projection_head)
+        if self.data_transform is not None and not callable(self.data_transform):
+            raise _err("data_transform", "None or a callable taking a batch of images",
+                       self.data_transform)
+        epochs = self.total_epochs
+        if _is_int(epochs):
+            epochs = [epochs]
+        if (not isinstance(epochs, (list, tuple)) or not 1 <= len(epochs) <= 3
+                or not all(_is_int(e) and e >= 0 for e in epochs)):
+            raise _err("total_epochs", "an int >= 0 or a list of 1 to 3 ints >= 0",
+                       self.total_epochs)
+        n_stages = len(epochs)
+        for name in ("batch_size", "out_dim", "pretrain_out_dim"):
+            value, low = getattr(self, name), (2 if name == "batch_size" else 1)
+            if not _is_int(value) or value < low:
+                raise _err(name, f"an int >= {low}", value)
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise _err("optimizer", "one of ['sgd', 'adam', 'adamw']", self.optimizer)
+        lr = self.lr
+        lr_list = _per_stage(lr, n_stages, "lr")
+        if not (lr == "auto_batch" or (_is_real(lr) and lr > 0)
+                or (lr_list is not None and all(_is_real(v) and v > 0 for v in lr_list))):
+            raise _err("lr", "'auto_batch', a float > 0 or a list of floats > 0, one per stage",
+                       lr)
+        wu = self.warmup
+        wu_list = _per_stage(wu, n_stages, "warmup")
+        if not (wu == "auto" or (_is_int(wu) and wu >= 0)
+                or (wu_list is not None and all(_is_int(v) and v >= 0 for v in wu_list))):
+            raise _err("warmup", "'auto', an int >= 0 or a list of ints >= 0, one per stage", wu)
+        if wu_list is not None:
+            for i, (w, e) in enumerate(zip(wu_list, epochs)):
+                if w > e:
+                    raise ValueError(
+                        f"The 'warmup' parameter of TSimCNE asks for {w} warm-up epochs in stage "
+                        f"{i + 1}, which has only {e} epochs (total_epochs={self.total_epochs!r})."
+                    )
+        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
+            raise _err("momentum", "a float in [0, 1)", self.momentum)
+        if not (_is_real(self.weight_decay) and self.weight_decay >= 0):
+            raise _err("weight_decay", "a float >= 0", self.weight_decay)
+        if self.grad_clip is not None and not (_is_real(self.grad_clip) and self.grad_clip > 0):
+            raise _err("grad_clip", "None or a float > 0", self.grad_clip)
+        if not (_is_real(self.temperature) and self.temperature > 0):
+            raise _err("temperature", "a float > 0", self.temperature)
+        size = self.image_size
+        if size is not None:
+            ok = (_is_int(size) and size > 0) or (
+                isinstance(size, (list, tuple)) and len(size) == 2
+                and all(_is_int(s) and s > 0 for s in size))
+            if not ok:
+                raise _err("image_size", "None, an int > 0 or a pair (height, width) of ints > 0",
+                           size)
+        if self.random_state is not None and not _is_int(self.random_state):
+            raise _err("random_state", "None or an int", self.random_state)
+        if not (self.device == "auto" or isinstance(self.device, (str, torch.device))):
+            raise _err("device", "'auto', a device name such as 'cpu' or 'cuda', or a "
+                       "torch.device", self.device)
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise _err("device", "'auto', a device name such as 'cpu' or 'cuda', or a "
+                           "torch.device", self.device) from None
+        if not isinstance(self.compile, bool):
+            raise _err("compile", "a bool", self.compile)
+        cbs = self.callbacks
+        if cbs is not None and not callable(cbs) and not (
+                isinstance(cbs, (list, tuple)) and all(callable(c) for c in cbs)):
+            raise _err("callbacks", "None, a callable or a list of callables", cbs)
+        if not isinstance(self.verbose, (bool, numbers.Integral)):
+            raise _err("verbose", "a bool or an int", self.verbose)
+
+    # -- resolved settings (private; parameters stay as given) ----------------------------
+    def _resolve(self, store) -> None:
+        epochs = [self.total_epochs] if _is_int(self.total_epochs) else list(self.total_epochs)
+        self._epochs = epochs
+        n_stages = len(epochs)
+        if len(store) < 2:
+            raise ValueError(
+                f"t-SimCNE needs at least 2 images (the other images are the negatives). "
+                f"Got {len(store)}."
+            )
+        self._batch_size = min(self.batch_size, len(store))
+        if self._batch_size < self.batch_size:
+            warnings.warn(
+                f"batch_size={self.batch_size} is larger than the dataset ({len(store)} images); "
+                f"using batches of {self._batch_size}.", stacklevel=3)
+        if self.lr == "auto_batch":
+            base = 0.03 * self._batch_size / 256
+            lrs = [base, base, base / 1000]
+        elif _is_real(self.lr):
+            lrs = [self.lr, self.lr, self.lr / 1000]
+        else:
+            lrs = list(self.lr)
+        self._lrs = lrs[:n_stages]
+        if self.warmup == "auto":
+            wus = [min(10, epochs[0]), 0, min(10, epochs[2]) if n_stages > 2 else 0]
+        elif _is_int(self.warmup):
+            wus = [self.warmup, 0, self.warmup]
+            for i in (0, 2):
+                if i < n_stages and wus[i] > epochs[i]:
+                    raise ValueError(
+                        f"The 'warmup' parameter of TSimCNE asks for {wus[i]} warm-up epochs in "
+                        f"stage {i + 1}, which has only {epochs[i]} epochs.")
+        else:
+            wus = list(self.warmup)
+        self._warmups = wus[:n_stages]
+        if self.image_size is None:
+            self.image_size_ = store.image_size
+        elif _is_int(self.image_size):
+            self.image_size_ = (self.image_size, self.image_size)
+        else:
+            self.image_size_ = tuple(int(s) for s in self.image_size)
+        self.in_channels_ = store.channels
+        if self.device == "auto":
+            self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self._device = torch.device(self.device)
+        self._metric = self.metric or "euclidean"
+        self._seed = (int(self.random_state) if self.random_state is not None
+                      else int(np.random.SeedSequence().generate_state(1)[0]))
+
+    # -- fit --------------------------------------------------------------------------------
+    def fit(self, X, y=None) -> "TSimCNE":
+        """Train on images X (array, Dataset, list of images or path); returns self."""
+        self._validate_params()
+        store = _data.load(X, y)
+        self._resolve(store)
+        device = self._device
+        fork_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(self._seed)
+            self._fit(store, device)
+        return self
+
+    def _fit(self, store, device) -> None:
+        model = make_model(self.backbone, self.projection_head, self.model,
+                           in_channels=self.in_channels_, image_size=self.image_size_,
+                           pretrain_out_dim=self.pretrain_out_dim)
+        _check_forward(model, self.in_channels_, self.image_size_)
+        model = model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model_ = model
+        self.labels_ = store.labels
+        train_store = _place(store, device)
+        gen = torch.Generator(device=device).manual_seed(self._seed)
+        shuffle_gen = torch.Generator().manual_seed(self._seed + 1)
+        augment = self._augment(gen)
+        metric, temperature = self._metric, self.temperature
+
+        def loss_fn(z):
+            return info_nce(z, metric, temperature)
+
+        callbacks = ([] if self.callbacks is None else
+                     [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
+        history: list = []
+        self.stage_embeddings_ = []
+        common = dict(batch_size=self._batch_size, augment=augment, loss_fn=loss_fn,
+                      device=device, generator=shuffle_gen, optimizer=self.optimizer,
+                      momentum=self.momentum, weight_decay=self.weight_decay,
+                      grad_clip=self.grad_clip, callbacks=callbacks,
+                      verbose=int(self.verbose), compile=self.compile, history=history)
+        stages = [Stage(i + 1, e, lr, w)
+                  for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
+        try:
+            # stage 1: the whole network, pretrain_out_dim outputs
+            set_trainable(model)
+            stopped = train_stage(model, train_store, stages[0], **common)
+            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, 1)
+            layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
+                                        .manual_seed(self._seed + 2))
+            self.stage_embeddings_.append(self._embed(train_store))
+            if len(stages) > 1 and not stopped:
+                # stage 2: only the new layer
+                self.n_trainable_stage2_ = set_trainable(model, only=layer)
+                stopped = train_stage(model, train_store, stages[1], **common)
+                self.stage_embeddings_.append(self._embed(train_store))
+            if len(stages) > 2 and not stopped:
+                # stage 3: everything, at a small learning rate
+                set_trainable(model)
+                train_stage(model, train_store, stages[2], **common)
+                self.stage_embeddings_.append(self._embed(train_store))
+        finally:
+            set_trainable(model)
+            self.loss_history_ = np.array(
+                history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
+        self.embedding_ = self.stage_embeddings_[-1]
+        if self.verbose:
+            print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
+                  flush=True)
+
+    def _augment(self, generator) -> Callable:
+        if self.data_transform is None:
+            aug = Augment(size=self.image_size_)
+            return lambda x: aug(x, generator=generator)
+        if isinstance(self.data_transform, Augment):
+            return lambda x: self.data_transform(x, generator=generator)
+        return self.data_transform
+
+    def _embed(self, store, backbone_features: bool = False):
+        return embed(self.model_, store, image_size=self.image_size_, device=self._device,
+                     backbone_features=backbone_features, resize=resize)
+
+    # -- transform --------------------------------------------------------------------------
+    def transform(self, X, return_labels: bool = False, return_backbone_feat: bool = False):
+        """Embed images X with the trained network, without augmentation.
+
+        Returns
+        -------
+        Y : ndarray of shape (n_samples, out_dim)
+        backbone_features : ndarray of shape (n_samples, width), if ``return_backbone_feat``
+        labels : ndarray or None, if ``return_labels``
+        """
+        if not hasattr(self, "model_"):
+            raise RuntimeError("This TSimCNE instance is not fitted yet. Call 'fit' first.")
+        store = _data.load(X)
+        if store.channels != self.in_channels_:
+            raise ValueError(
+                f"X has {store.channels}-channel images, but the model was trained on "
+                f"{self.in_channels_}-channel images.")
+        out = self._embed(_place(store, self._device), backbone_features=return_backbone_feat)
+        return _pack(out, store.labels, return_labels, return_backbone_feat)
+
+    def fit_transform(self, X, y=None, return_labels: bool = False,
+                      return_backbone_feat: bool = False):
+        """Fit on X and return its embedding (see :meth:`transform` for the extras)."""
+        self.fit(X, y)
+        if return_backbone_feat:
+            store = _data.load(X, y)
+            out = self._embed(_place(store, self._device), backbone_features=True)
+            out = (self.embedding_, out[1])
+        else:
+            out = self.embedding_
+        return _pack(out, self.labels_, return_labels, return_backbone_feat)
+
+
+def _pack(out, labels, return_labels, return_backbone_feat):
+    result = list(out) if return_backbone_feat else [out]
+    if return_labels:
+        result.append(labels)
+    return result[0] if len(result) == 1 else tuple(result)
+
+
+def _place(store, device: torch.device):
+    """Put the store on the GPU when it fits in half of the free memory; else leave it."""
+    if device.type != "cuda" or store.device == device:
+        return store
+    free, _ = torch.cuda.mem_get_info(device)
+    return store.to(device) if store.nbytes < free // 2 else store
+
+
+def _check_forward(model: nn.Module, in_channels: int, image_size) -> None:
+    """A dry forward pass, so a model that cannot take the images fails before training."""
+    try:
+        from .models import check_model
+    except ImportError:
+        check_model = None
+    if check_model is not None:
+        check_model(model, in_channels, image_size, "model")

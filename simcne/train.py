@@ -1,0 +1,189 @@
+"""One training stage: the epoch loop, the step, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+PREFIX = "[simcne]"
+
+
+def lr_at(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: int, base_lr: float) -> float:
+    """Learning rate for optimiser step ``step`` (0-based) of a stage.
+
+    Linear warm-up per step over ``warmup_epochs`` (the first step already has a non-zero
+    rate), then cosine decay from ``base_lr`` towards 0 at the end of the stage.
+    """
+    warm = warmup_epochs * steps_per_epoch
+    total = max(1, epochs * steps_per_epoch)
+    if step < warm:
+        return base_lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class Stage:
+    """What one stage is told: its number, length, learning rate and warm-up."""
+
+    number: int
+    epochs: int
+    lr: float
+    warmup: int
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> torch.Tensor:
+    """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss."""
+    views = torch.cat([augment(x), augment(x)])
+    if views.is_cuda:
+        views = views.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        z, _ = model(views)
+    loss = loss_fn(z)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_value_(optimizer.param_groups[0]["params"], grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def train_stage(
+    model: nn.Module,
+    store,
+    stage: Stage,
+    *,
+    batch_size: int,
+    augment: Callable,
+    loss_fn: Callable,
+    device: torch.device,
+    generator: torch.Generator,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    grad_clip: float | None = 4.0,
+    callbacks=(),
+    verbose: int = 0,
+    compile: bool = False,
+    history: list | None = None,
+) -> bool:
+    """Train ``model`` for one stage. Returns True when a callback asked to stop.
+
+    ``store`` hands out uint8 batches (``store.batch(index)``); ``augment`` maps a float
+    batch in [0, 1] to one random view. Each epoch's mean loss is appended to ``history`` as
+    ``(stage, epoch, loss)`` and passed to each ``callback(stage, epoch, loss, model)``.
+    """
+    if stage.epochs == 0:
+        return False
+    n = len(store)
+    steps = n // batch_size
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
+    forward = torch.compile(model) if compile else model
+    autocast = autocast_for(device)
+    on_device = store.device == device
+    model.train()
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        n_train = sum(p.numel() for p in params)
+        print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
+              f"{batch_size} images, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
+              f"{n_train:,} trainable parameters", file=sys.stderr)
+        bar = tqdm(total=stage.epochs, desc=f"stage {stage.number}", unit="epoch",
+                   file=sys.stderr, leave=False)
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    try:
+        for epoch in range(stage.epochs):
+            order = torch.randperm(n, generator=generator)
+            if on_device:
+                order = order.to(device)
+            total = torch.zeros((), device=device)
+            for i in range(steps):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                x = store.batch(idx)
+                if x.device != device:
+                    x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
+                x = x.float().div_(255)
+                total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
+            loss_value = float(total) / steps  # one host sync per epoch
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    f"The loss became {loss_value} in stage {stage.number}, epoch {epoch + 1}. "
+                    f"Lower the learning rate (lr={stage.lr:g} here) or check the input images."
+                )
+            if history is not None:
+                history.append((stage.number, epoch + 1, loss_value))
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                bar.update()
+            if any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks):
+                return True
+    finally:
+        if bar is not None:
+            bar.close()
+        if verbose:
+            print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
+                  f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
+    return False
+
+
+@torch.no_grad()
+def embed(model: nn.Module, store, *, image_size, device, batch_size: int = 1024,
+          backbone_features: bool = False, resize=None):
+    """Model outputs (and backbone features) for every image of ``store``, no augmentation."""
+    model.eval()
+    autocast = autocast_for(device)
+    zs, hs = [], []
+    for start in range(0, len(store), batch_size):
+        idx = np.arange(start, min(len(store), start + batch_size))
+        x = store.batch(idx).to(device, non_blocking=True).float().div_(255)
+        if resize is not None:
+            x = resize(x, image_size)
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            z, h = model(x)
+        zs.append(z.float().cpu())
+        if backbone_features:
+            if h is None:
+                raise ValueError(
+                    "return_backbone_feat=True needs a model that returns (z, h); the given "
+                    "model returns only z."
+                )
+            hs.append(torch.flatten(h, 1).float().cpu())
+    z = torch.cat(zs).numpy()
+    return (z, torch.cat(hs).numpy()) if backbone_features else z

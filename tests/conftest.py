@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # the suite runs on 2-core machines; keep each test's torch to the cores there are
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits as uint8 (N, 8, 8) images in 0-255 and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return np.rint(d.images * (255.0 / 16.0)).astype(np.uint8), d.target
+
+
+@pytest.fixture(scope="session")
+def tiny(digits):
+    """120 digits, 12 of each class."""
+    X, y = digits
+    idx = np.concatenate([np.flatnonzero(y == c)[:12] for c in range(10)])
+    return X[idx], y[idx]
+
+
+@pytest.fixture(scope="session")
+def rgb():
+    """64 random RGB images, (N, H, W, C) uint8, 12x12."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(64, 12, 12, 3), dtype=np.uint8)
+
+
+def quick(**kw):
+    """A TSimCNE that trains in a second on tiny data."""
+    from simcne import TSimCNE
+
+    params = dict(backbone="resnet_small", total_epochs=[2, 1, 1], batch_size=32,
+                  random_state=0)
+    params.update(kw)
+    return TSimCNE(**params)

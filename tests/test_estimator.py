@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import quick
+from simcne import TSimCNE, knn_accuracy
+
+
+def test_fit_outputs_and_shapes(tiny):
+    X, y = tiny
+    est = quick(out_dim=3)
+    assert est.fit(X, y) is est
+    assert est.embedding_.shape == (len(X), 3) and est.embedding_.dtype == np.float32
+    assert len(est.stage_embeddings_) == 3
+    assert all(e.shape == (len(X), 3) for e in est.stage_embeddings_)
+    h = est.loss_history_
+    assert list(h["stage"]) == [1, 1, 2, 3] and list(h["epoch"]) == [1, 2, 1, 1]
+    assert np.isfinite(h["loss"]).all()
+    assert np.array_equal(est.labels_, y)
+    assert est.image_size_ == (8, 8) and est.in_channels_ == 1
+
+
+def test_shorter_total_epochs_runs_the_first_stages(tiny):
+    X, _ = tiny
+    one = quick(total_epochs=2).fit(X)
+    assert len(one.stage_embeddings_) == 1 and one.embedding_.shape == (len(X), 2)
+    assert set(one.loss_history_["stage"]) == {1}
+    two = quick(total_epochs=[1, 1]).fit(X)
+    assert len(two.stage_embeddings_) == 2
+    assert set(two.loss_history_["stage"]) == {1, 2}
+
+
+def test_same_seed_same_embedding_different_seed_different(tiny):
+    X, _ = tiny
+    a = quick(random_state=3).fit_transform(X)
+    b = quick(random_state=3).fit_transform(X)
+    c = quick(random_state=4).fit_transform(X)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fit_leaves_the_global_rng_alone(tiny):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    quick(total_epochs=[1]).fit(tiny[0])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_transform_is_deterministic_and_matches_the_embedding(tiny):
+    X, y = tiny
+    est = quick().fit(X)
+    Y = est.transform(X)
+    assert np.allclose(Y, est.embedding_, atol=1e-5)
+    Y2, feats, labels = est.transform(
+        [(x, int(c)) for x, c in zip(X, y)], return_labels=True, return_backbone_feat=True)
+    assert np.allclose(Y2, Y, atol=1e-5)
+    assert feats.shape == (len(X), 128) and np.array_equal(labels, y)
+    Y3, labels3 = est.transform(X[:5], return_labels=True)
+    assert Y3.shape == (5, 2) and labels3 is None
+
+
+def test_fit_transform_extras(tiny):
+    X, y = tiny
+    Y, feats, labels = quick().fit_transform(X, y, return_labels=True, return_backbone_feat=True)
+    assert Y.shape == (len(X), 2) and feats.shape == (len(X), 128)
+    assert np.array_equal(labels, y)
+
+
+def test_loss_falls_over_a_few_epochs(tiny):
+    X, _ = tiny
+    est = quick(total_epochs=[8], batch_size=40, lr=0.3, warmup=1).fit(X)
+    loss = est.loss_history_["loss"]
+    assert loss[-2:].mean() < loss[:2].mean() - 0.05
+
+
+def test_callback_sees_every_epoch_and_can_stop(tiny):
+    seen = []
+
+    def cb(stage, epoch, loss, model):
+        seen.append((stage, epoch))
+        assert isinstance(loss, float) and isinstance(model, torch.nn.Module)
+        return stage == 1 and epoch == 2
+
+    est = quick(total_epochs=[5, 2, 2], callbacks=cb).fit(tiny[0])
+    assert seen == [(1, 1), (1, 2)]
+    assert len(est.stage_embeddings_) == 1 and est.embedding_.shape == (len(tiny[0]), 2)
+
+
+def test_transform_with_other_channel_count_is_an_error(tiny, rgb):
+    est = quick(total_epochs=[1]).fit(tiny[0])
+    with pytest.raises(ValueError, match="1-channel"):
+        est.transform(rgb)
+
+
+def test_image_size_resizes_for_training_and_transform(tiny):
+    X, _ = tiny
+    est = quick(total_epochs=[1, 1, 1], image_size=12).fit(X)
+    assert est.image_size_ == (12, 12)
+    assert est.transform(X).shape == (len(X), 2)
+
+
+def test_custom_data_transform_is_called_on_float_batches(tiny):
+    seen = []
+
+    def flip(x):
+        seen.append((x.dtype, float(x.min()), float(x.max()), tuple(x.shape[1:])))
+        return x.flip(-1)
+
+    quick(total_epochs=[1], data_transform=flip).fit(tiny[0])
+    assert seen and all(d == torch.float32 and lo >= 0 and hi <= 1 and s == (1, 8, 8)
+                        for d, lo, hi, s in seen)
+
+
+def test_diverging_training_is_reported(tiny):
+    with pytest.raises(FloatingPointError, match="stage 1"):
+        quick(total_epochs=[2], lr=1e30, grad_clip=None).fit(tiny[0])
+
+
+@pytest.mark.slow
+def test_short_training_on_digits_beats_an_untrained_network(digits):
+    X, y = digits
+    X, y = X[:900], y[:900]
+    untrained = quick(total_epochs=[0], random_state=0).fit_transform(X)
+    trained = quick(total_epochs=[20, 4, 4], batch_size=128, random_state=0).fit_transform(X)
+    acc0, acc1 = knn_accuracy(untrained, y), knn_accuracy(trained, y)
+    assert acc1 > 0.6 and acc1 > acc0 + 0.2, (acc0, acc1)

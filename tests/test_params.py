@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from simcne import TSimCNE
+
+BAD = [
+    ("model", "resnet18", "model"),
+    ("loss", "triplet", "loss"),
+    ("metric", "manhattan", "metric"),
+    ("backbone", "resnet19", "backbone"),
+    ("projection_head", "deep", "projection_head"),
+    ("data_transform", 3, "data_transform"),
+    ("total_epochs", [1000, -5], "total_epochs"),
+    ("total_epochs", [1, 2, 3, 4], "total_epochs"),
+    ("total_epochs", 2.5, "total_epochs"),
+    ("total_epochs", [], "total_epochs"),
+    ("batch_size", 1, "batch_size"),
+    ("batch_size", 64.0, "batch_size"),
+    ("out_dim", 0, "out_dim"),
+    ("pretrain_out_dim", -1, "pretrain_out_dim"),
+    ("optimizer", "lbfgs", "optimizer"),
+    ("lr", "auto", "lr"),
+    ("lr", -0.1, "lr"),
+    ("lr", [0.1, 0.1], "lr"),
+    ("warmup", -1, "warmup"),
+    ("warmup", [20, 0, 0], "warmup"),
+    ("momentum", 1.5, "momentum"),
+    ("weight_decay", -1, "weight_decay"),
+    ("grad_clip", 0, "grad_clip"),
+    ("temperature", 0, "temperature"),
+    ("image_size", (32,), "image_size"),
+    ("image_size", -3, "image_size"),
+    ("random_state", "seed", "random_state"),
+    ("device", "gpu0", "device"),
+    ("device", 3, "device"),
+    ("compile", "yes", "compile"),
+    ("callbacks", [print, 3], "callbacks"),
+    ("verbose", "loud", "verbose"),
+]
+
+
+@pytest.mark.parametrize("name,value,match", BAD)
+def test_each_bad_parameter_is_named(name, value, match, tiny):
+    X, _ = tiny
+    params = dict(total_epochs=[3, 1, 3], backbone="resnet_small", batch_size=32)
+    params[name] = value
+    est = TSimCNE(**params)
+    with pytest.raises(ValueError, match=f"'{match}' parameter of TSimCNE") as info:
+        est.fit(X)
+    assert "Got" in str(info.value) or "asks for" in str(info.value) or "needs" in str(info.value)
+
+
+def test_message_in_scikit_learn_wording(tiny):
+    with pytest.raises(ValueError) as info:
+        TSimCNE(total_epochs=[1000, -5]).fit(tiny[0])
+    assert str(info.value) == ("The 'total_epochs' parameter of TSimCNE must be an int >= 0 or "
+                               "a list of 1 to 3 ints >= 0. Got [1000, -5] instead.")
+
+
+def test_init_stores_parameters_unchanged():
+    head = torch.nn.Linear(3, 3)
+    est = TSimCNE(total_epochs=[5, 1], lr=0.1, projection_head=head, image_size=16)
+    p = est.get_params()
+    assert p["total_epochs"] == [5, 1] and p["lr"] == 0.1 and p["projection_head"] is head
+    assert p["image_size"] == 16 and p["warmup"] == "auto"
+
+
+def test_defaults_are_the_papers():
+    p = TSimCNE().get_params()
+    assert list(p["total_epochs"]) == [1000, 50, 450]
+    assert p["batch_size"] == 512 and p["out_dim"] == 2 and p["pretrain_out_dim"] == 128
+    assert p["backbone"] == "resnet18" and p["projection_head"] == "mlp"
+    assert p["lr"] == "auto_batch" and p["warmup"] == "auto" and p["optimizer"] == "sgd"
+    assert p["momentum"] == 0.9 and p["weight_decay"] == 5e-4 and p["grad_clip"] == 4.0
+
+
+def test_set_params_and_clone_round_trip():
+    est = TSimCNE(out_dim=3, total_epochs=[1, 1, 1], random_state=7)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    assert est.set_params(out_dim=5) is est and est.out_dim == 5
+    with pytest.raises(ValueError, match="Invalid parameter 'nonsense'"):
+        est.set_params(nonsense=1)
+
+
+def test_repr_shows_changed_parameters():
+    assert repr(TSimCNE(out_dim=3)) == "TSimCNE(out_dim=3)"
+
+
+def test_fit_does_not_rewrite_parameters(tiny):
+    from conftest import quick
+
+    est = quick(total_epochs=[1, 1, 1])
+    before = est.get_params()
+    est.fit(tiny[0])
+    assert est.get_params() == before
+    assert est.lr == "auto_batch" and est.image_size is None and est.device == "auto"
+
+
+def test_transform_before_fit_is_an_error():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TSimCNE().transform(np.zeros((4, 8, 8), np.uint8))
