@@ -58,7 +58,7 @@ def make_backbone(name: str, in_channels: int = 3) -> nn.Module:
             f"nn.Module. Got {name!r} instead."
         )
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int. Got {in_channels!r} instead.")
+        raise ValueError(f"The 'in_channels' parameter must be a positive int. Got {in_channels!r} instead.")
     return BACKBONES[name](in_channels=in_channels)
 
 
