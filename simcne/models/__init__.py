@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .efficientnet import efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s
 from .heads import linear_head, mlp_head
+from .mobilenetv3 import mobilenetv3_large, mobilenetv3_small
 from .resnet import resnet18, resnet34, resnet50, resnet101, resnet_small
 
 #: name -> constructor(in_channels) returning a module with ``out_features``.
@@ -16,6 +19,11 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "resnet101": resnet101,
+    "mobilenetv3_small": mobilenetv3_small,
+    "mobilenetv3_large": mobilenetv3_large,
+    "efficientnet_v2_s": efficientnet_v2_s,
+    "efficientnet_v2_m": efficientnet_v2_m,
+    "efficientnet_v2_l": efficientnet_v2_l,
     "resnet_small": resnet_small,
 }
 
@@ -23,15 +31,54 @@ HEADS = ("mlp", "linear")
 
 
 def make_backbone(name: str, in_channels: int = 3) -> nn.Module:
-    """Build a backbone by name; it maps (B, C, H, W) images to (B, out_features)."""
-    try:
-        ctor = BACKBONES[name]
-    except KeyError:
+    """Build a backbone by name, freshly initialised.
+
+    Parameters
+    ----------
+    name : str
+        One of ``BACKBONES``: ``"resnet18"`` ... ``"resnet101"``, ``"mobilenetv3_small"``,
+        ``"mobilenetv3_large"``, ``"efficientnet_v2_s/m/l"`` or ``"resnet_small"``.
+    in_channels : int, default=3
+        Image channels (1 for grayscale).
+
+    Returns
+    -------
+    nn.Module
+        Maps images (B, C, H, W) to features (B, out_features); ``out_features`` is an int.
+
+    Examples
+    --------
+    >>> bb = make_backbone("resnet18", in_channels=1)
+    >>> bb.out_features
+    512
+    """
+    if not isinstance(name, str) or name not in BACKBONES:
         raise ValueError(
             f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
             f"nn.Module. Got {name!r} instead."
-        ) from None
-    return ctor(in_channels=in_channels)
+        )
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"The 'in_channels' parameter must be a positive int. Got {in_channels!r} instead.")
+    return BACKBONES[name](in_channels=in_channels)
+
+
+def as_features(out, name: str = "backbone module") -> torch.Tensor:
+    """A backbone's output as (B, D): (B, D) stays, (B, C, 1, 1) is flattened.
+
+    A tuple or list output counts by its first element. Anything else raises a ValueError.
+    """
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if isinstance(out, torch.Tensor):
+        if out.ndim == 2:
+            return out
+        if out.ndim == 4 and out.shape[2:] == (1, 1):
+            return torch.flatten(out, 1)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    raise ValueError(
+        f"The {name} must return features of shape (B, D) or (B, C, 1, 1). Got {got} instead; "
+        "end it with nn.AdaptiveAvgPool2d(1) and nn.Flatten() to pool the feature maps."
+    )
 
 
 class SimCNEModel(nn.Module):
@@ -43,7 +90,7 @@ class SimCNEModel(nn.Module):
         self.projection_head = projection_head
 
     def forward(self, x: torch.Tensor):
-        h = self.backbone(x)
+        h = as_features(self.backbone(x))
         return self.projection_head(h), h
 
 
@@ -61,24 +108,121 @@ class WrappedModel(nn.Module):
         return out, None
 
 
-def backbone_out_features(backbone: nn.Module, in_channels: int, image_size) -> int:
-    """The width of a backbone's output, from its attribute or a dry forward pass."""
-    width = getattr(backbone, "out_features", None)
-    if isinstance(width, int):
-        return width
-    h, w = image_size
-    was_training = backbone.training
-    backbone.eval()
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Eval mode inside the block; afterwards every submodule gets its own mode back."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
     try:
-        with torch.no_grad():
-            p = next(backbone.parameters(), None)
-            device = p.device if p is not None else "cpu"
-            out = backbone(torch.zeros(2, in_channels, h, w, device=device))
+        yield
     finally:
-        backbone.train(was_training)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    return int(torch.flatten(out, 1).shape[1])
+        for m, training in modes:
+            m.training = training
+
+
+def _dummy_images(module: nn.Module, in_channels: int, image_size) -> torch.Tensor:
+    """Zeros (2, C, H, W) on the device (and floating dtype) of the module's first tensor."""
+    h, w = image_size
+    t = next(module.parameters(), None)
+    t = next(module.buffers(), None) if t is None else t
+    device = t.device if t is not None else torch.device("cpu")
+    dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
+    return torch.zeros(2, in_channels, h, w, device=device, dtype=dtype)
+
+
+def _run(module: nn.Module, x: torch.Tensor, what: str):
+    """``module(x)``; any failure becomes a ValueError that starts with ``what``."""
+    try:
+        return module(x)
+    except Exception as e:  # the reason is kept in the message and as __cause__
+        raise ValueError(f"{what}: {type(e).__name__}: {e}") from e
+
+
+def backbone_out_features(backbone: nn.Module, in_channels: int, image_size) -> int:
+    """The width D of a backbone's (B, D) features.
+
+    Read from an int ``out_features`` attribute when there is one, else found by a dry
+    forward pass of zeros (2, C, H, W) in eval mode without gradients (modes are restored,
+    parameters and BatchNorm statistics are left untouched).
+    """
+    width = getattr(backbone, "out_features", None)
+    if isinstance(width, int) and not isinstance(width, bool):
+        return width
+    x = _dummy_images(backbone, in_channels, image_size)
+    with _eval_mode(backbone), torch.no_grad():
+        out = _run(backbone, x, _cannot_take("backbone", type(backbone).__name__, x))
+    return int(as_features(out, f"'backbone' {type(backbone).__name__}").shape[1])
+
+
+def _cannot_take(param: str, name: str, x: torch.Tensor) -> str:
+    return f"The '{param}' {name} cannot take images of shape (C, H, W) = {tuple(x.shape[1:])}"
+
+
+def _first_linear_in(module: nn.Module):
+    return next((m.in_features for m in module.modules() if isinstance(m, nn.Linear)), None)
+
+
+def check_model(model: nn.Module, in_channels: int, image_size, name: str | None = None) -> int:
+    """Dry-run ``model`` on zeros (2, C, H, W) and explain what does not fit.
+
+    Runs without gradients in eval mode (each submodule's mode is restored afterwards).
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`make_model`: a :class:`SimCNEModel` or a :class:`WrappedModel`.
+    in_channels : int
+        Image channels C.
+    image_size : tuple of int
+        Image height and width (H, W).
+    name : str, optional
+        How to call the backbone (or model) in messages, e.g. the backbone string given
+        by the user; by default its class name.
+
+    Returns
+    -------
+    int
+        The width of the model's output z.
+
+    Raises
+    ------
+    ValueError
+        Naming the backbone/model, the image shape (C, H, W) and the reason, when the
+        backbone cannot take the images (wrong channels, images too small for a conv or
+        pooling layer), when its output is not (B, D) or (B, C, 1, 1), when the features'
+        width does not fit the projection head, or when z is not (B, d).
+    """
+    x = _dummy_images(model, in_channels, image_size)
+    with _eval_mode(model), torch.no_grad():
+        if isinstance(model, SimCNEModel):
+            label = name or type(model.backbone).__name__
+            out = _run(model.backbone, x, _cannot_take("backbone", label, x))
+            try:
+                h = as_features(out, f"'backbone' {label}")
+            except ValueError as e:
+                raise ValueError(f"{e} Images of shape (C, H, W) = {tuple(x.shape[1:])}.") from None
+            head = model.projection_head
+            expects = _first_linear_in(head)
+            what = (
+                f"The 'projection_head' {type(head).__name__} cannot take the {h.shape[1]}-wide "
+                f"features of backbone {label} (images of shape (C, H, W) = {tuple(x.shape[1:])})"
+                + (f"; it expects {expects}-wide features" if expects is not None else "")
+            )
+            z = _run(head, h, what)
+            param = "projection_head"
+        else:
+            inner = model.model if isinstance(model, WrappedModel) else model
+            label = name or type(inner).__name__
+            z = _run(model, x, _cannot_take("model", label, x))
+            z = z[0] if isinstance(z, (tuple, list)) else z
+            param = "model"
+    if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != x.shape[0]:
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(
+            f"The '{param}' of {label} must give outputs z of shape (B, d) for images of shape "
+            f"(C, H, W) = {tuple(x.shape[1:])}. Got {got} for B = {x.shape[0]} instead."
+        )
+    return int(z.shape[1])
 
 
 def make_model(
@@ -92,10 +236,52 @@ def make_model(
 ) -> nn.Module:
     """Build the network whose forward returns ``(z, h)``.
 
-    ``model`` (an nn.Module) wins over ``backbone`` and ``projection_head``.
+    Modules given here are used as they are, with their current weights (never
+    re-initialised): a pretrained backbone is trained on from its weights.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="resnet18"
+        A name from ``BACKBONES`` or a module mapping (B, C, H, W) images to (B, D) or
+        (B, D, 1, 1) features. D is read from its ``out_features`` or a dry forward pass.
+    projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
+        "mlp": D -> 1024 -> ReLU -> ``pretrain_out_dim``; "linear": D -> ``pretrain_out_dim``.
+    model : nn.Module, optional
+        A whole model returning z or (z, h); wins over ``backbone`` and ``projection_head``.
+    in_channels : int, default=3
+        Image channels.
+    image_size : tuple of int, default=(32, 32)
+        Image (H, W), for the dry forward pass.
+    pretrain_out_dim : int, default=128
+        Output width of a named head.
+
+    Returns
+    -------
+    SimCNEModel or WrappedModel
+
+    Examples
+    --------
+    >>> m = make_model("mobilenetv3_small", in_channels=1, image_size=(28, 28))
+    >>> m.projection_head[0].in_features
+    576
     """
     if model is not None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
+                f"{type(model).__name__} instead."
+            )
         return model if isinstance(model, (SimCNEModel, WrappedModel)) else WrappedModel(model)
+    if not isinstance(backbone, (str, nn.Module)):
+        raise ValueError(
+            f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
+            f"nn.Module. Got {type(backbone).__name__} instead."
+        )
+    if not isinstance(projection_head, nn.Module) and projection_head not in HEADS:
+        raise ValueError(
+            f"The 'projection_head' parameter of TSimCNE must be one of {list(HEADS)} or an "
+            f"nn.Module. Got {projection_head!r} instead."
+        )
     bb = backbone if isinstance(backbone, nn.Module) else make_backbone(backbone, in_channels)
     if isinstance(projection_head, nn.Module):
         head = projection_head
@@ -150,7 +336,9 @@ __all__ = [
     "HEADS",
     "SimCNEModel",
     "WrappedModel",
+    "as_features",
     "backbone_out_features",
+    "check_model",
     "last_linear",
     "linear_head",
     "make_backbone",
