@@ -89,6 +89,7 @@ def read_path(
     from . import cifar, idx
 
     p = Path(path)
+    folder_only = dict(image_size=image_size, skip_corrupt=skip_corrupt, workers=workers)
     if not p.exists():
         from .datasets import DATASETS, load_dataset, resolve_name
 
@@ -98,11 +99,10 @@ def read_path(
                 f"The path {os.fspath(path)!r} does not exist: expected an existing file or "
                 f"folder, or a built-in dataset name ({', '.join(DATASETS)})."
             )
-        _no_options(p, image_size=image_size, skip_corrupt=skip_corrupt, label_type=label_type)
+        _no_options(p, **folder_only, label_type=label_type)
         return _at_least_two(load_dataset(name, split=split, **options), p)
 
     kind = _kind(p)
-    folder_only = dict(image_size=image_size, skip_corrupt=skip_corrupt, workers=workers)
     if kind == "beton":
         from .beton import read_beton
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -137,6 +138,10 @@ def _try_decode(path, size):
         return None, err
 
 
+def _decode_chunk(files, size):
+    return [_try_decode(f, size) for f in files]
+
+
 def read_folder(
     folder, *, image_size=None, skip_corrupt: bool = False, workers: int | None = None
 ) -> ImageStore:
@@ -179,8 +184,12 @@ def read_folder(
     arrays: list[np.ndarray | None] = []
     bad: list[tuple[Path, Exception]] = []
     first: tuple[Path, tuple] | None = None
+    step = max(1, min(64, len(files) // (4 * workers)))  # files per task: less overhead
+    chunks = [files[i : i + step] for i in range(0, len(files), step)]
+    decode = functools.partial(_decode_chunk, size=size)
     with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        for f, (arr, err) in zip(files, pool.map(lambda f: _try_decode(f, size), files)):
+        results = (r for chunk in pool.map(decode, chunks) for r in chunk)
+        for f, (arr, err) in zip(files, results):
             if err is not None:
                 if not skip_corrupt:
                     pool.shutdown(wait=False, cancel_futures=True)
