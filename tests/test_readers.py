@@ -367,6 +367,8 @@ def test_cifar_pickle_with_objects_is_refused(tmp_path):
     assert safe_unpickle(pickle.dumps({"a": np.arange(3, dtype=np.int16)}, protocol=5))["a"].tolist() == [0, 1, 2]
     with pytest.raises(pickle.UnpicklingError, match="dtype"):
         safe_unpickle(pickle.dumps(np.array([object()], dtype=object)))
+    with pytest.raises(TypeError):  # numpy.ndarray is only a name here, never a callable
+        safe_unpickle(b"\x80\x02cnumpy\nndarray\nK\x03\x85R.")
 
 
 # ---------------------------------------------------------------- dispatch and errors
@@ -381,6 +383,15 @@ def test_missing_path_unknown_type_and_options(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((3, 4, 4), np.uint8))
     with pytest.raises(ValueError, match=r"'image_size' parameter does not apply.*x\.npy"):
         read_path(tmp_path / "x.npy", image_size=8)
+
+
+def test_type_found_by_content_without_suffix(tmp_path):
+    x = RNG.integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    with open(tmp_path / "blob", "wb") as f:
+        np.save(f, x)
+    assert isinstance(read_path(tmp_path / "blob").images, np.memmap)
+    _write_idx(tmp_path / "mnist_images.bin", x, gz=True)
+    np.testing.assert_array_equal(np.asarray(read_path(tmp_path / "mnist_images.bin").images)[:, 0], x)
 
 
 def test_beton_is_dispatched_lazily(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ str, numbers and plain numeric numpy arrays: any other object in the pickle is r
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import tarfile
@@ -54,8 +55,12 @@ class _Dtype:
         return np.dtype(self.spec if self.spec[0] in "<>|=" else order + self.spec)
 
 
+class _NDArrayMarker:
+    """Stands for ``numpy.ndarray``, which a data pickle only names, never calls."""
+
+
 def _frombuffer(buf, dtype, shape, order):
-    return _finish_array(bytes(buf), dtype, shape, order == "F")
+    return _finish_array(buf, dtype, shape, order == "F")
 
 
 def _finish_array(raw, dtype, shape, fortran) -> np.ndarray:
@@ -65,7 +70,7 @@ def _finish_array(raw, dtype, shape, fortran) -> np.ndarray:
         raise pickle.UnpicklingError("refusing a numpy array that is not plain numeric data")
     dt = dtype.dtype()
     shape = tuple(int(s) for s in shape)
-    if int(np.prod(shape)) * dt.itemsize != len(raw):
+    if min(shape, default=0) < 0 or math.prod(shape) * dt.itemsize != len(raw):
         raise pickle.UnpicklingError(f"numpy array of shape {shape} has {len(raw)} bytes")
     return np.frombuffer(raw, dt).reshape(shape, order="F" if fortran else "C")
 
@@ -79,7 +84,7 @@ def _encode(text, encoding="latin1"):
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _ArrayState,
     ("numpy._core.multiarray", "_reconstruct"): _ArrayState,
-    ("numpy", "ndarray"): np.ndarray,  # only passed to _ArrayState, never called
+    ("numpy", "ndarray"): _NDArrayMarker,
     ("numpy", "dtype"): _Dtype,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
@@ -250,7 +255,8 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
 def _unpickle(data: bytes, p: Path, name: str) -> dict:
     try:
         obj = safe_unpickle(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, RecursionError) as err:  # fmt: skip
         raise ValueError(
             f"The CIFAR file {name!r} in {os.fspath(p)!r} is not a valid data pickle: {err}"
         ) from err

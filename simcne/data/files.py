@@ -321,6 +321,8 @@ def _npz_memmap(p: Path, key: str):
             f.seek(start)
             try:
                 version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    return None
                 if version == (1, 0):
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
