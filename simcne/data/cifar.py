@@ -124,12 +124,16 @@ def _clean(obj):
         _, shape, dtype, fortran, raw = state
         return _finish_array(raw, dtype, shape, bool(fortran))
     if isinstance(obj, dict):
-        return {(k.decode("latin1") if isinstance(k, bytes) else k): _clean(v) for k, v in obj.items()}
+        return {_key(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_clean(v) for v in obj)
     if isinstance(obj, _Dtype):
         raise pickle.UnpicklingError("refusing a bare numpy dtype")
     return obj
+
+
+def _key(k):
+    return k.decode("latin1") if isinstance(k, bytes) else k
 
 
 def _text(x) -> str:
@@ -166,7 +170,9 @@ def _read_members(p: Path, names: set[str]) -> dict[str, bytes]:
                 if member.isfile() and base in names and base not in out:
                     out[base] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise ValueError(f"The archive {os.fspath(p)!r} is corrupt: cannot read it ({err}).") from err
+        raise ValueError(
+            f"The archive {os.fspath(p)!r} is corrupt: expected a readable tar, got {err}."
+        ) from err
     return out
 
 
@@ -200,7 +206,8 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
             f"The 'label_type' parameter must be 'fine' or 'coarse', got {label_type!r}."
         )
     splits = ["train", "test"] if split == "all" else [split]
-    wanted = {"batches.meta", "meta"} | {n for t in (_CIFAR10, _CIFAR100) for s in splits for n in t[s]}
+    wanted = {"batches.meta", "meta"}
+    wanted |= {n for t in (_CIFAR10, _CIFAR100) for s in splits for n in t[s]}
     files = _read_members(p, wanted)
     if "batches.meta" in files:
         kind, layout = "cifar10", _CIFAR10
@@ -239,7 +246,8 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
                 )
             images.append(data.reshape(-1, 3, 32, 32))
             labels.append(as_labels(batch.get(label_key), len(data), f"{where} batch {n!r}"))
-            paths += [_text(f) for f in batch.get("filenames", [])] or [f"{n}/{i}" for i in range(len(data))]
+            names_in = [_text(f) for f in batch.get("filenames", [])]
+            paths += names_in if len(names_in) == len(data) else [f"{n}/{i}" for i in range(len(data))]
             counts[s] += len(data)
     store = ImageStore(np.concatenate(images), np.concatenate(labels), "NCHW", class_names, paths)
     bad = store.labels[(store.labels < 0) | (store.labels >= len(class_names))]

@@ -171,7 +171,9 @@ def _kind(p: Path) -> str:
 
 def _no_options(p: Path, **given) -> None:
     """Refuse reader options that the format of ``p`` does not use, rather than ignore them."""
-    defaults = dict(image_size=None, skip_corrupt=False, split=None, label_type="fine", workers=None)
+    defaults = dict(
+        image_size=None, skip_corrupt=False, split=None, label_type="fine", workers=None
+    )
     for key, value in given.items():
         if key in defaults and value == defaults[key]:
             continue
