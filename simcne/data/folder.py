@@ -1,0 +1,249 @@
+"""A folder of image files, flat or with one sub-folder per class, decoded once with Pillow."""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .store import ImageStore
+
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp", ".gif",
+    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
+)  # fmt: skip
+_GRAY = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "I": "I", "I;16": "I", "I;16L": "I",
+         "I;16B": "I", "I;16N": "I", "RGB": "RGB", "RGBA": "RGBA", "RGBa": "RGBA"}  # fmt: skip
+
+
+def is_image_file(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _walk_images(folder: Path) -> list[Path]:
+    """Image files anywhere under ``folder``, sorted, hidden files and folders left out."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [Path(root, f) for f in sorted(files) if is_image_file(Path(f))]
+    return out
+
+
+def list_images(folder) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
+    """The image files of ``folder`` with labels and class names when it has class sub-folders.
+
+    Sub-folders that hold images (at any depth) are classes, named by the folder and numbered
+    in sorted order; a folder with image files and no such sub-folders is flat (no labels).
+    """
+    p = Path(folder)
+    where = repr(os.fspath(p))
+    entries = sorted(q for q in p.iterdir() if not q.name.startswith("."))
+    top = [q for q in entries if q.is_file() and is_image_file(q)]
+    classes = [(q.name, _walk_images(q)) for q in entries if q.is_dir()]
+    classes = [(name, files) for name, files in classes if files]
+    if classes and top:
+        raise ValueError(
+            f"The folder {where} mixes image files ({top[0].name}, ...) with class "
+            f"sub-folders ({classes[0][0]}, ...): expected either a flat folder of images or "
+            "one sub-folder per class, got both."
+        )
+    if classes:
+        files = [f for _, fs in classes for f in fs]
+        labels = np.repeat(np.arange(len(classes)), [len(fs) for _, fs in classes])
+        return files, labels, [name for name, _ in classes]
+    if not top:
+        others = sum(1 for q in entries if q.is_file())
+        raise ValueError(
+            f"The folder {where} holds no image files: expected files ending in "
+            f"{', '.join(IMAGE_SUFFIXES)} directly in it or in class sub-folders, got "
+            f"{others} other file(s) and no images."
+        )
+    return top, None, None
+
+
+def check_image_size(image_size) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
+    try:
+        h, w = (int(s) for s in size)
+        ok = all(isinstance(s, (int, np.integer)) and s > 0 for s in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            "The 'image_size' parameter must be a positive int or a pair of positive ints "
+            f"(H, W): expected e.g. 32 or (32, 32), got {image_size!r}."
+        )
+    return h, w
+
+
+def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """One file -> uint8 (H, W) for grayscale or (H, W, 3) for colour."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        orientation = img.getexif().get(0x0112, 1)
+        if size is not None and img.format == "JPEG":
+            w, h = img.size
+            s = max(size[0] / h, size[1] / w, size[0] / w, size[1] / h)
+            img.draft(img.mode, (int(np.ceil(w * s)), int(np.ceil(h * s))))
+        img.load()
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        mode = _GRAY.get(img.mode)
+        if mode is None:
+            if img.mode in ("P", "PA"):
+                pal = np.asarray(img.getpalette() or [0], np.uint8)[: 3 * 256].reshape(-1, 3)
+                gray = bool((pal == pal[:, :1]).all())
+                alpha = img.mode == "PA" or "transparency" in img.info
+                mode = ("LA" if alpha else "L") if gray else ("RGBA" if alpha else "RGB")
+            elif img.mode == "F":
+                raise ValueError("32-bit float images are not supported")
+            else:  # CMYK, YCbCr, LAB, HSV, ...
+                mode = "RGB"
+            img = img.convert("RGBA" if mode == "LA" else mode)
+            if mode == "LA":
+                img = img.convert("LA")
+        if mode == "I":  # 16-bit grayscale: scale 0..65535 to 0..255
+            arr = np.asarray(img).astype(np.float32)
+            img = Image.fromarray(np.rint(np.clip(arr, 0, 65535) / 257).astype(np.uint8))
+        if size is not None and img.size != (size[1], size[0]):
+            img = _fit(img, size)
+        if img.mode in ("LA", "RGBA"):  # composite on black: premultiply, drop alpha
+            arr = np.asarray(img.convert("La" if img.mode == "LA" else "RGBa"))
+            return np.ascontiguousarray(arr[..., 0] if img.mode == "LA" else arr[..., :3])
+        return np.asarray(img)
+
+
+def _fit(img, size: tuple[int, int]):
+    """Scale so the image covers (H, W), then crop the centre: one bicubic, antialiased resize."""
+    from PIL import Image
+
+    (H, W), (w, h) = size, img.size
+    s = max(W / w, H / h)
+    cw, ch = W / s, H / s
+    box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+    return img.resize((W, H), Image.Resampling.BICUBIC, box=box)
+
+
+def _try_decode(path, size):
+    try:
+        return _decode(path, size), None
+    except Exception as err:  # Pillow raises many types for broken files  # noqa: BLE001
+        return None, err
+
+
+def _decode_chunk(files, size):
+    return [_try_decode(f, size) for f in files]
+
+
+def read_folder(
+    folder, *, image_size=None, skip_corrupt: bool = False, workers: int | None = None
+) -> ImageStore:
+    """Decode a folder of images (png, jpg, bmp, webp, gif, tif, ppm, tga ...) once.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Either flat (image files directly in it: no labels) or one sub-folder per class
+        (images at any depth below it): labels number the sorted sub-folder names, which
+        become ``class_names``. Hidden files and folders are left out. ``store.paths`` keeps
+        each file's path relative to ``folder`` (with ``/``), in the order of the store.
+    image_size : int or (int, int), optional
+        The (H, W) of every image in the store. An image of another size is scaled, keeping
+        its aspect ratio, until it covers (H, W), and the centre is cropped: one Pillow
+        bicubic resize (antialiased when shrinking; JPEGs are first decoded at a reduced
+        scale with ``draft``). Images of exactly that size are left untouched. With
+        ``None`` all images must share one size, or a ``ValueError`` names two files of
+        different sizes.
+    skip_corrupt : bool, default=False
+        A file that Pillow cannot decode raises a ``ValueError`` with its path; with
+        ``True`` it is skipped and one warning lists the skipped files.
+    workers : int, optional
+        Threads decoding in parallel (Pillow releases the GIL while decoding). ``None``:
+        one per CPU core, at most 8; ``1``: no threads.
+
+    Returns
+    -------
+    ImageStore
+        (N, H, W, C) uint8 images in "NHWC" layout. C is 1 when every file is grayscale
+        and 3 when any is colour (grayscale files are then repeated to RGB). Transparency
+        is composited on black (colour times alpha). Palette images count as grayscale
+        when their palette is gray. 16-bit grayscale is scaled to 8 bits; animated files
+        give their first frame; the EXIF orientation is applied.
+    """
+    p = Path(folder)
+    size = check_image_size(image_size)
+    files, labels, class_names = list_images(p)
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    arrays: list[np.ndarray | None] = []
+    bad: list[tuple[Path, Exception]] = []
+    first: tuple[Path, tuple] | None = None
+    step = max(1, min(64, len(files) // (4 * workers)))  # files per task: less overhead
+    chunks = [files[i : i + step] for i in range(0, len(files), step)]
+    decode = functools.partial(_decode_chunk, size=size)
+    with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+        results = (r for chunk in pool.map(decode, chunks) for r in chunk)
+        for f, (arr, err) in zip(files, results):
+            if err is not None:
+                if not skip_corrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise ValueError(
+                        f"The image file {os.fspath(f)!r} is corrupt or unreadable: expected "
+                        f"an image Pillow can decode, got {type(err).__name__}: {err}. "
+                        "Pass skip_corrupt=True to skip such files."
+                    ) from err
+                bad.append((f, err))
+            elif first is None:
+                first = (f, arr.shape[:2])
+            elif arr.shape[:2] != first[1]:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise ValueError(
+                    f"The images in {os.fspath(p)!r} differ in size: expected every image "
+                    f"to be {first[1][0]}x{first[1][1]} (H x W) like {os.fspath(first[0])!r}, "
+                    f"got {arr.shape[0]}x{arr.shape[1]} in {os.fspath(f)!r}. Pass image_size "
+                    "to resize them to one size."
+                )
+            arrays.append(arr)
+    if bad:
+        names = ", ".join(repr(os.fspath(f)) for f, _ in bad[:10])
+        warnings.warn(
+            f"Skipped {len(bad)} corrupt image file(s) in {os.fspath(p)!r}: {names}"
+            + (", ..." if len(bad) > 10 else ""),
+            stacklevel=2,
+        )
+    keep = [i for i, a in enumerate(arrays) if a is not None]
+    channels = 3 if any(arrays[i].ndim == 3 for i in keep) else 1
+    h, w = first[1] if first else (0, 0)
+    images = np.empty((len(keep), h, w, channels), np.uint8)
+    for j, i in enumerate(keep):
+        a = arrays[i]
+        images[j] = a[..., None] if a.ndim == 2 else a
+        arrays[i] = None  # free as we go: peak memory stays near one copy
+    paths = [files[i].relative_to(p).as_posix() for i in keep]
+    store = ImageStore(
+        images, None if labels is None else labels[keep], "NHWC", class_names, paths
+    )
+    store.meta.update(format="folder", skipped=[os.fspath(f) for f, _ in bad])
+    return store
+
+
+class _Serial:
+    """The part of an executor that :func:`read_folder` uses, without threads."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items):
+        return map(fn, items)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
