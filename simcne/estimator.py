@@ -13,7 +13,8 @@ from torch import nn
 from . import data as _data
 from .augment import Augment, resize
 from .losses import METRICS, info_nce
-from .models import BACKBONES, HEADS, make_model, replace_last_linear, set_trainable
+from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
+                     set_trainable)
 from .train import PREFIX, Stage, embed, train_stage
 
 _STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
@@ -367,7 +368,8 @@ class TSimCNE:
         model = make_model(self.backbone, self.projection_head, self.model,
                            in_channels=self.in_channels_, image_size=self.image_size_,
                            pretrain_out_dim=self.pretrain_out_dim)
-        _check_forward(model, self.in_channels_, self.image_size_)
+        _check_forward(model, self.in_channels_, self.image_size_,
+                       None if self.model is not None else self.backbone)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -480,11 +482,6 @@ def _place(store, device: torch.device):
     return store.to(device) if store.nbytes < free // 2 else store
 
 
-def _check_forward(model: nn.Module, in_channels: int, image_size) -> None:
+def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:
     """A dry forward pass, so a model that cannot take the images fails before training."""
-    try:
-        from .models import check_model
-    except ImportError:
-        check_model = None
-    if check_model is not None:
-        check_model(model, in_channels, image_size, "model")
+    check_model(model, in_channels, image_size, backbone if isinstance(backbone, str) else None)
