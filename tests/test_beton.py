@@ -169,6 +169,14 @@ def test_lazy_reads_only_requested_samples(tmp_path):
         read_beton(path, in_memory=True)  # reading everything does touch it
 
 
+def test_threaded_decoding_equals_serial(tmp_path):
+    path = write_beton(smooth(80, 8, 8), tmp_path / "t.beton", mode="jpg", page_size=4096)
+    index = np.random.default_rng(0).permutation(80)
+    one = BetonImages(beton.BetonFile(path), "image", threads=1)[index]
+    assert (BetonImages(beton.BetonFile(path), "image", threads=3)[index] == one).all()
+    assert (one == everything(read_beton(path))[index]).all()
+
+
 def test_cache_decodes_each_image_once(tmp_path):
     path = write_beton(smooth(10, 8, 8), tmp_path / "c.beton", mode="jpg", page_size=4096)
     images = read_beton(path, in_memory=False, cache=True).images
