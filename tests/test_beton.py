@@ -62,6 +62,7 @@ def handmade(path, fields, n, version=2, page_size=4096):
 def test_ffcv_raw_fixture_equals_ffcv_decode():
     store = read_beton(DATA / "ffcv_raw.beton")
     assert isinstance(store.images, BetonImages)  # raw stays on disk
+    assert isinstance(store.images._data, np.memmap)
     assert store.layout == "NHWC" and store.images.shape == (9, 12, 16, 3)
     assert (everything(store) == np.load(DATA / "ffcv_raw_images.npy")).all()
     assert store.labels.dtype == np.int64
@@ -139,6 +140,16 @@ def test_grayscale_labels_and_max_resolution(tmp_path):
     path = write_beton(X, tmp_path / "f.beton", y=np.linspace(0, 1, 6), page_size=4096)
     assert beton.BetonFile(path).fields[1].kind == "FloatField"
     assert np.allclose(read_beton(path).labels, np.linspace(0, 1, 6))
+
+
+def test_beton_to_beton_and_resizing(tmp_path):
+    store = read_beton(DATA / "ffcv_raw.beton")
+    path = write_beton(store, tmp_path / "j.beton", mode="jpg", jpeg_quality=95, page_size=4096)
+    again = read_beton(path, image_size=(6, 8))
+    assert again.images.shape == (9, 6, 8, 3) and (again.labels == store.labels).all()
+    for bad in [(6,), (0, 8), (6.0, 8), "6x8"]:
+        with pytest.raises(ValueError, match="image_size must be"):
+            read_beton(path, image_size=bad)
 
 
 def test_write_from_npy_path(tmp_path):

@@ -337,6 +337,11 @@ class BetonImages:
                        "not the size its shape says")
         sizes = np.unique(self._hw, axis=0) if n else np.zeros((0, 2), np.int64)
         if image_size is not None:
+            ok = np.ndim(image_size) == 1 and len(image_size) == 2 and all(
+                isinstance(v, (int, np.integer)) and v > 0 for v in image_size)
+            if not ok:
+                raise ValueError("image_size must be None or two positive ints (H, W). "
+                                 f"Got {image_size!r} instead.")
             self._out_hw = (int(image_size[0]), int(image_size[1]))
             if sample_shape is not None and self._out_hw != tuple(sample_shape[:2]):
                 raise ValueError(f"image_size={image_size} given, but the images of "
