@@ -9,7 +9,7 @@ import pytest
 
 ffcv = pytest.importorskip("ffcv")
 from ffcv.fields import IntField, NDArrayField, RGBImageField  # noqa: E402
-from ffcv.fields.decoders import IntDecoder, NDArrayDecoder, SimpleRGBImageDecoder  # noqa: E402
+from ffcv.fields.decoders import IntDecoder, SimpleRGBImageDecoder  # noqa: E402
 from ffcv.loader import Loader, OrderOption  # noqa: E402
 from ffcv.writer import DatasetWriter  # noqa: E402
 
@@ -24,8 +24,8 @@ def smooth(n, h, w, seed=0):
     return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
-def ffcv_decode(path, image="image", label="label", image_decoder=None):
-    pipelines = {image: [image_decoder or SimpleRGBImageDecoder()], label: [IntDecoder()]}
+def ffcv_decode(path):
+    pipelines = {"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]}
     loader = Loader(str(path), batch_size=7, num_workers=1, order=OrderOption.SEQUENTIAL,
                     drop_last=False, pipelines=pipelines)
     xs, ys = zip(*[(np.array(x), np.array(y).ravel()) for x, y in loader])

@@ -47,8 +47,8 @@ def write(name, fields, samples):
 
 def loader_decode(path):
     pipelines = {"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]}
-    loader = Loader(str(path), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL, drop_last=False,
-                    pipelines=pipelines)
+    loader = Loader(str(path), batch_size=4, num_workers=1, order=OrderOption.SEQUENTIAL,
+                    drop_last=False, pipelines=pipelines)
     xs, ys = zip(*[(np.array(x), np.array(y).ravel()) for x, y in loader])
     return np.concatenate(xs), np.concatenate(ys)
 
