@@ -162,7 +162,8 @@ def test_write_from_npy_path(tmp_path):
 
 # --- laziness, caching, pickling -----------------------------------------------------------------
 
-def test_lazy_reads_only_requested_samples(tmp_path):
+@pytest.mark.parametrize("decoder", ["auto", "pillow"])
+def test_lazy_reads_only_requested_samples(tmp_path, decoder):
     X = smooth(20, 8, 8)
     path = write_beton(X, tmp_path / "j.beton", mode="jpg", page_size=4096)
     f = beton.BetonFile(path)
@@ -171,7 +172,7 @@ def test_lazy_reads_only_requested_samples(tmp_path):
     with open(path, "r+b") as fp:  # ruin sample 7's JPEG bytes
         fp.seek(ptr)
         fp.write(b"\x00" * size)
-    store = read_beton(path, in_memory=False)
+    store = read_beton(path, in_memory=False, jpeg_decoder=decoder)
     assert isinstance(store.images, BetonImages)
     ok = [0, 19, 6, 8]
     assert store.batch(np.array(ok)).shape == (4, 3, 8, 8)  # never touched sample 7
@@ -187,6 +188,15 @@ def test_threaded_decoding_equals_serial(tmp_path):
     one = BetonImages(beton.BetonFile(path), "image", threads=1)[index]
     assert (BetonImages(beton.BetonFile(path), "image", threads=3)[index] == one).all()
     assert (one == everything(read_beton(path))[index]).all()
+
+
+def test_decoder_choice_without_libturbojpeg(monkeypatch):
+    monkeypatch.setattr(beton, "_TURBO", [None])
+    assert beton.get_jpeg_decoder("auto")[1] == "pillow"
+    with pytest.raises(ValueError, match="needs libturbojpeg"):
+        beton.get_jpeg_decoder("turbojpeg")
+    with pytest.raises(ValueError, match="jpeg_decoder must be"):
+        beton.get_jpeg_decoder("opencv")
 
 
 def test_cache_decodes_each_image_once(tmp_path):
