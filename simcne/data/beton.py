@@ -191,7 +191,6 @@ class _TurboJPEG:
             raise OSError("libturbojpeg not found")
         lib = ctypes.CDLL(name)
         lib.tjInitDecompress.restype = ctypes.c_void_p
-        lib.tjDestroy.argtypes = [ctypes.c_void_p]
         lib.tjDecompressHeader3.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong] + [
             ctypes.POINTER(ctypes.c_int)] * 4
         lib.tjDecompress2.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulong,
