@@ -68,6 +68,10 @@ def test_ffcv_raw_fixture_equals_ffcv_decode():
     assert store.labels.dtype == np.int64
     assert (store.labels == np.load(DATA / "ffcv_raw_labels.npy")).all()
     assert store.batch(np.array([4, 0])).shape == (2, 3, 12, 16)
+    moved = store.to("cpu")  # what the estimator does when the store fits on the device
+    assert moved.images.shape == (9, 3, 12, 16)
+    assert (moved.images.permute(0, 2, 3, 1).numpy() == everything(store)).all()
+    assert (store.subset([8, 2]).images == everything(store)[[8, 2]]).all()
 
 
 @pytest.mark.parametrize("decoder", ["auto", "pillow"])
