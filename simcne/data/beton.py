@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import io
 import json
+import mmap
 import os
 import sys
 import threading
@@ -257,6 +258,15 @@ def get_jpeg_decoder(name: str = "auto"):
     return _pillow_decode, "pillow"
 
 
+def _random_access(data: np.memmap) -> np.memmap:
+    """Tell the OS that batches read scattered samples: no read-ahead around each one."""
+    try:
+        data._mmap.madvise(mmap.MADV_RANDOM)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return data
+
+
 _POOLS: dict = {}
 
 
@@ -307,7 +317,7 @@ class BetonImages:
                  cache=False, threads=None):
         self.path, self.field = beton.path, field
         self.threads = max(1, int(threads or min(8, os.cpu_count() or 1)))
-        self._data = beton.data
+        self._data = _random_access(beton.data)
         info = beton.fields[[f.name for f in beton.fields].index(field)]
         col = beton.column(field)
         n = beton.num_samples
@@ -385,7 +395,7 @@ class BetonImages:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._data = np.memmap(self.path, np.uint8, mode="r")
+        self._data = _random_access(np.memmap(self.path, np.uint8, mode="r"))
         self._decode = get_jpeg_decoder(self.jpeg_decoder)[0]
 
     def __getitem__(self, index) -> np.ndarray:
