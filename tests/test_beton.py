@@ -389,3 +389,14 @@ def test_write_beton_main(tmp_path, capsys):
     assert "jpeg_quality" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         write_beton_main([str(tmp_path / "x.npy"), str(out), "--mode", "gif"])
+
+
+def test_raw_images_of_mixed_sizes(tmp_path):
+    imgs = [smooth(1, h, w, seed=h)[0] for h, w in [(6, 9), (8, 8), (5, 12)]]
+    path = handmade(tmp_path / "mixed.beton", [("image", 2, imgs), ("label", 1, [0, 1, 2])], 3)
+    with pytest.raises(ValueError, match=r"3 sizes, HxW: 5x12, 6x9, 8x8"):
+        read_beton(path)
+    store = read_beton(path, image_size=(8, 8), in_memory=False)
+    for i, img in enumerate(imgs):
+        assert (store.images[i] == beton._resize(img, (8, 8))).all()
+    assert (store.images[1] == imgs[1]).all()  # already 8x8: untouched
