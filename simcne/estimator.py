@@ -467,6 +467,59 @@ class TSimCNE:
         return _pack(out, self.labels_, return_labels, return_backbone_feat)
 
 
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the fitted estimator to ``path`` (a ``torch.save`` file, written atomically).
+
+        Stored: the parameters with plain values, the trained network's weights (after the
+        stage-2 surgery), ``image_size_``, ``in_channels_``, ``labels_``, ``embedding_``,
+        ``stage_embeddings_`` and ``loss_history_``, with a format name and version.
+
+        Not stored: parameters that are modules or callables. For ``model``, ``backbone``
+        or ``projection_head`` given as an ``nn.Module`` the file keeps the weights but not
+        the architecture: pass the module again to :meth:`load`. ``data_transform`` and
+        ``callbacks`` come back as None unless passed to :meth:`load` (they only matter for
+        fitting again).
+
+        Examples
+        --------
+        >>> est = TSimCNE(total_epochs=[400, 25, 75]).fit(X)  # doctest: +SKIP
+        >>> est.save("model.pt")  # doctest: +SKIP
+        >>> Y = TSimCNE.load("model.pt").transform(X_new)  # doctest: +SKIP
+        """
+        from . import persist
+
+        persist.save(self, path)
+
+    @classmethod
+    def load(cls, path, device="auto", **params) -> "TSimCNE":
+        """Read a model written by :meth:`save`; returns a fitted estimator.
+
+        The file is read with ``torch.load(..., weights_only=True)``: it cannot run code.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        device : "auto", str or torch.device, default="auto"
+            Where the network is put for ``transform``: "auto" is CUDA when available, else
+            CPU. The stored ``device`` parameter is kept as it was.
+        **params
+            Parameters the file could not store: required for ``model``, ``backbone`` or
+            ``projection_head`` when they were modules at fit time (the same architecture;
+            it is copied and gets the stored weights); optional for ``data_transform`` and
+            ``callbacks``. Other parameters given here override the stored ones.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a simcne model file, has a newer format version, or a
+            module parameter it needs was not passed.
+        """
+        from . import persist
+
+        return persist.load(cls, path, device=device, **params)
+
+
 def _pack(out, labels, return_labels, return_backbone_feat):
     result = list(out) if return_backbone_feat else [out]
     if return_labels:

@@ -1,0 +1,248 @@
+"""Model files: what :meth:`TSimCNE.save` writes and :meth:`TSimCNE.load` reads.
+
+A model file is a ``torch.save`` of one dict holding only plain data (str, int, float,
+bool, None, lists, dicts) and tensors, so that it is read back with
+``torch.load(..., weights_only=True)``: opening a model file never runs code from it.
+
+Layout of format version 1::
+
+    format            "simcne.TSimCNE"
+    version           1
+    simcne_version    the simcne that wrote it
+    params            get_params() restricted to plain values
+    module_params     names of parameters that were nn.Modules (pass them again at load)
+    callable_params   names of parameters that were callables (not stored; None at load)
+    tuple_params      names of parameters given as tuples (stored as lists)
+    state_dict        the trained network's weights (after the stage-2 surgery), on CPU
+    image_size        [H, W] the network sees;  in_channels: int
+    labels            tensor, list of str, or None
+    embedding         tensor (n, out_dim);  stage_embeddings: list of tensors
+    loss_history      {"stage": tensor, "epoch": tensor, "loss": tensor}
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "simcne.TSimCNE"
+VERSION = 1
+#: parameters whose value may be an nn.Module: the network is rebuilt from them at load
+MODULE_PARAMS = ("model", "backbone", "projection_head")
+_HISTORY_FIELDS = (("stage", np.int64), ("epoch", np.int64), ("loss", np.float64))
+
+
+def _plain(value):
+    """``value`` as plain data (numpy scalars to Python, tuples to lists), or raise TypeError."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    raise TypeError(type(value).__name__)
+
+
+def _array_out(a):
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.kind in "biuf":
+        return torch.from_numpy(np.ascontiguousarray(a))
+    return [str(v) for v in a.tolist()]
+
+
+def _array_in(a):
+    if a is None:
+        return None
+    if isinstance(a, torch.Tensor):
+        return a.numpy()
+    return np.asarray(a)
+
+
+def model_state(est) -> dict:
+    """The dict that :meth:`TSimCNE.save` writes for the fitted estimator ``est``."""
+    from . import __version__
+
+    if not hasattr(est, "embedding_") or not hasattr(est, "model_"):
+        raise RuntimeError("This TSimCNE instance is not fitted yet. Call 'fit' before 'save'.")
+    params, module_params, callable_params = {}, [], []
+    tuple_params = [k for k, v in est.get_params().items() if isinstance(v, tuple)]
+    for name, value in est.get_params().items():
+        if isinstance(value, nn.Module):
+            if name not in MODULE_PARAMS:
+                raise ValueError(f"The '{name}' parameter holds an nn.Module, which a model "
+                                 "file cannot store.")
+            module_params.append(name)
+            params[name] = None
+            continue
+        try:
+            params[name] = _plain(value)
+        except TypeError:
+            if not callable(value) and not (isinstance(value, (list, tuple))
+                                            and all(callable(v) for v in value)):
+                raise ValueError(
+                    f"The '{name}' parameter of TSimCNE cannot be saved: expected plain data "
+                    f"(numbers, strings, lists), an nn.Module or a callable, got "
+                    f"{type(value).__name__}.") from None
+            callable_params.append(name)
+            params[name] = None
+    state_dict = {k: v.detach().cpu().clone() for k, v in est.model_.state_dict().items()}
+    history = est.loss_history_
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "simcne_version": __version__,
+        "params": params,
+        "module_params": module_params,
+        "callable_params": callable_params,
+        "tuple_params": tuple_params,
+        "state_dict": state_dict,
+        "image_size": [int(s) for s in est.image_size_],
+        "in_channels": int(est.in_channels_),
+        "labels": _array_out(getattr(est, "labels_", None)),
+        "embedding": _array_out(est.embedding_),
+        "stage_embeddings": [_array_out(e) for e in est.stage_embeddings_],
+        "loss_history": {f: torch.from_numpy(np.ascontiguousarray(history[f]))
+                         for f, _ in _HISTORY_FIELDS},
+    }
+
+
+def save(est, path) -> None:
+    """Write ``est`` to ``path`` atomically (see :meth:`TSimCNE.save`)."""
+    from ._io import atomic_path
+
+    state = model_state(est)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_model_file(path) -> dict:
+    """Read a model file safely (``weights_only=True``) and check its format and version.
+
+    Returns the stored dict (see the module docstring) with the arrays as numpy arrays and
+    ``loss_history`` as a structured array; ``state_dict`` stays a dict of tensors. Use this
+    to look at a model file without building its network (e.g. to plot the stages).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is not a simcne model file, or was written in a newer format version.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"The model file {os.fspath(path)!r} does not exist: expected a file written by "
+            "TSimCNE.save (e.g. model.pt of 'simcne fit').")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError,
+            AttributeError, KeyError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a simcne model file: expected a file written by "
+            f"TSimCNE.save, but torch.load could not read it safely ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        got = (f"format {state.get('format')!r}" if isinstance(state, dict)
+               else f"a {type(state).__name__}")
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a simcne model file: expected a dict with format "
+            f"{FORMAT!r} (written by TSimCNE.save), got {got}.")
+    version = state.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{os.fspath(path)!r} is a damaged simcne model file: expected an "
+                         f"int format version >= 1, got {version!r}.")
+    if version > VERSION:
+        raise ValueError(
+            f"{os.fspath(path)!r} was written in simcne model format version {version} (by "
+            f"simcne {state.get('simcne_version', '?')}), newer than this simcne reads (up to "
+            f"version {VERSION}). Upgrade simcne to load it.")
+    missing = [k for k in ("params", "state_dict", "image_size", "in_channels", "embedding",
+                           "stage_embeddings", "loss_history") if k not in state]
+    if missing:
+        raise ValueError(f"{os.fspath(path)!r} is a damaged simcne model file: it lacks "
+                         f"{', '.join(missing)}.")
+    out = dict(state)
+    out["labels"] = _array_in(state.get("labels"))
+    out["embedding"] = _array_in(state["embedding"])
+    out["stage_embeddings"] = [_array_in(e) for e in state["stage_embeddings"]]
+    hist = state["loss_history"]
+    n = len(hist["loss"]) if "loss" in hist else 0
+    rec = np.zeros(n, dtype=list(_HISTORY_FIELDS))
+    for f, _ in _HISTORY_FIELDS:
+        if f in hist:
+            rec[f] = _array_in(hist[f])
+    out["loss_history"] = rec
+    return out
+
+
+def load(cls, path, device="auto", **params):
+    """Rebuild a fitted estimator of class ``cls`` from ``path`` (see :meth:`TSimCNE.load`)."""
+    import copy
+
+    from .models import make_model, replace_last_linear
+
+    state = read_model_file(path)
+    names = cls._get_param_names()
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ValueError(f"Invalid parameter(s) {unknown} for TSimCNE.load. Valid parameters "
+                         f"are: {names}.")
+    stored = {k: v for k, v in state["params"].items() if k in names}
+    for k in state.get("tuple_params", []):
+        if isinstance(stored.get(k), list):
+            stored[k] = tuple(stored[k])
+    missing = [k for k in state.get("module_params", []) if params.get(k) is None]
+    if missing:
+        raise ValueError(
+            f"The model file {os.fspath(path)!r} was trained with an nn.Module as "
+            f"{' and '.join(repr(m) for m in missing)}, which a model file does not store: "
+            f"pass the same architecture again, e.g. TSimCNE.load(path, "
+            f"{missing[0]}=<module>). Its weights are then read from the file.")
+    for k, v in params.items():
+        stored[k] = copy.deepcopy(v) if isinstance(v, nn.Module) else v
+    est = cls(**stored)
+    image_size = tuple(int(s) for s in state["image_size"])
+    in_channels = int(state["in_channels"])
+    p = est.get_params()
+    model = make_model(p["backbone"], p["projection_head"], p["model"], in_channels=in_channels,
+                       image_size=image_size, pretrain_out_dim=p["pretrain_out_dim"])
+    out_dim = int(state["embedding"].shape[1])
+    replace_last_linear(model, out_dim)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(
+            f"The weights in {os.fspath(path)!r} do not fit the network built from its "
+            f"parameters{' and the modules passed to load' if params else ''}: "
+            f"{' '.join(line.strip() for line in first[:3])}") from None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    model.eval()
+    est.model_ = model
+    est._device = device
+    est.image_size_ = image_size
+    est.in_channels_ = in_channels
+    est.labels_ = state["labels"]
+    est.embedding_ = state["embedding"]
+    est.stage_embeddings_ = state["stage_embeddings"]
+    est.loss_history_ = state["loss_history"]
+    return est
