@@ -1,10 +1,21 @@
-"""The ``simcne`` command."""
+"""The ``simcne`` command: ``fit``, ``transform``, ``plot``, ``write-beton`` and ``demo``.
+
+The flags of ``simcne fit`` map one-to-one onto :class:`simcne.TSimCNE`'s parameters; their
+defaults are read from the ``TSimCNE`` signature (a flag not given is not passed, so the
+estimator's own default applies). Parameters whose values are Python objects (``model``,
+``data_transform``, ``callbacks``, modules as ``backbone``/``projection_head``) are
+Python-only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 PREFIX = "[simcne]"
@@ -14,9 +25,610 @@ PREFIX = "[simcne]"
 DEMO = dict(backbone="resnet_small", total_epochs=[100, 20, 40], batch_size=256,
             random_state=0)
 
+#: TSimCNE parameters that only the Python API can set (their values are Python objects)
+PYTHON_ONLY = ("model", "data_transform", "callbacks")
+#: set by --quiet (the command shows progress by default)
+VERBOSE_FLAG = "verbose"
+
 
 class UserError(Exception):
     """An error caused by the command line or its inputs: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error becomes one ``simcne: error: ...`` line (exit code 2)."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+# -- flag values ------------------------------------------------------------------------------
+def _none_or(conv, what):
+    def parse(text):
+        if text.lower() == "none":
+            return None
+        try:
+            return conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") from None
+    return parse
+
+
+def _word_or(word, conv, what):
+    def parse(text):
+        if text == word:
+            return word
+        try:
+            return conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {word!r} or {what}, got {text!r}") from None
+    return parse
+
+
+def _scalar_if_one(values):
+    return values[0] if len(values) == 1 else list(values)
+
+
+# How each plain-valued TSimCNE parameter is given on the command line:
+# name -> (argparse keywords, how the parsed value becomes the parameter's value, help)
+_ONE = None
+CLI_PARAMS = {
+    "loss": (dict(type=str, metavar="NAME"), _ONE, "the contrastive loss ('infonce')"),
+    "metric": (dict(type=_none_or(str, "a name"), metavar="NAME"), _ONE,
+               "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
+               "(SimCLR, with --temperature) or gauss"),
+    "backbone": (dict(type=str, metavar="NAME"), _ONE, "backbone network: {backbones}"),
+    "projection_head": (dict(type=str, metavar="NAME"), _ONE, "'mlp' or 'linear'"),
+    "total_epochs": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
+                     "epochs of stages 1, 2 and 3; fewer numbers run only the first stages"),
+    "batch_size": (dict(type=int, metavar="N"), _ONE, "images per step (two views each)"),
+    "out_dim": (dict(type=int, metavar="D"), _ONE, "dimension of the embedding"),
+    "pretrain_out_dim": (dict(type=int, metavar="D"), _ONE, "output dimension in stage 1"),
+    "optimizer": (dict(type=str, metavar="NAME"), _ONE, "sgd, adam or adamw"),
+    "lr": (dict(type=_word_or("auto_batch", float, "a float"), nargs="+", metavar="LR"),
+           _scalar_if_one, "'auto_batch' (0.03 * batch size / 256; stage 3 /1000), one "
+           "rate (stage 3 /1000) or one rate per stage"),
+    "warmup": (dict(type=_word_or("auto", int, "an int"), nargs="+", metavar="N"),
+               _scalar_if_one, "warm-up epochs: 'auto' (10, 0, 10), one int (stages 1 and 3) "
+               "or one per stage"),
+    "momentum": (dict(type=float, metavar="M"), _ONE, "SGD momentum"),
+    "weight_decay": (dict(type=float, metavar="W"), _ONE, "weight decay"),
+    "grad_clip": (dict(type=_none_or(float, "a float"), metavar="C"), _ONE,
+                  "clip gradients to [-C, C] element-wise; 'none' turns it off"),
+    "temperature": (dict(type=float, metavar="T"), _ONE, "temperature of --metric cosine"),
+    "image_size": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
+                   "H [W]: the size the network sees; none: the images' stored size"),
+    "random_state": (dict(type=_none_or(int, "an int"), metavar="SEED"), _ONE,
+                     "seed (the same seed gives the same map on CPU)"),
+    "device": (dict(type=str, metavar="DEV"), _ONE, "'auto' (CUDA when available), cpu, "
+               "cuda, cuda:1, ..."),
+    "compile": (dict(action=argparse.BooleanOptionalAction), _ONE,
+                "torch.compile the network for training"),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _signature_defaults() -> dict:
+    from .estimator import TSimCNE
+
+    return {k: p.default for k, p in inspect.signature(TSimCNE).parameters.items()}
+
+
+def _show_default(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else str(value)
+
+
+def _add_param_flags(parser: argparse.ArgumentParser) -> None:
+    from .models import BACKBONES
+
+    defaults = _signature_defaults()
+    import textwrap
+
+    group = parser.add_argument_group("TSimCNE parameters", textwrap.fill(
+        "One flag per parameter of simcne.TSimCNE (see its docstring); the defaults are "
+        "TSimCNE's. Python-only (their values are Python objects): "
+        + ", ".join(PYTHON_ONLY) + ", and modules as backbone or projection_head.", 78))
+    for name, (kwargs, _, text) in CLI_PARAMS.items():
+        text = text.format(backbones=", ".join(sorted(BACKBONES)))
+        group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
+                           help=f"{text} (default: {_show_default(defaults[name])})", **kwargs)
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress output (TSimCNE's verbose=False; the command "
+                            "shows stage summaries and progress bars by default)")
+
+
+def params_from_args(args) -> dict:
+    """The TSimCNE parameters given on the command line (flags not given are left out)."""
+    params = {}
+    for name, (_, convert, _) in CLI_PARAMS.items():
+        if name in vars(args):
+            value = getattr(args, name)
+            params[name] = convert(value) if convert is not None else value
+    params[VERBOSE_FLAG] = not getattr(args, "quiet", False)
+    return params
+
+
+def _add_read_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reading DATA (see simcne.data.read_path)")
+    group.add_argument("--split", choices=("train", "test", "all"), default=None,
+                       help="CIFAR, IDX and built-in datasets: which split (default: all)")
+    group.add_argument("--skip-corrupt", action="store_true",
+                       help="image folders: skip undecodable files with a warning")
+    group.add_argument("--label-type", choices=("fine", "coarse"), default=None,
+                       help="CIFAR-100: fine or coarse labels (default: fine)")
+    group.add_argument("--read-size", type=int, nargs="+", metavar="N", default=None,
+                       help="H [W]: bring every image of a folder (or .beton) to this size "
+                            "when reading (needed when their sizes differ)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="image folders: decoding threads (default: one per core, <= 8)")
+    group.add_argument("--labels", metavar="FILE", default=None,
+                       help="labels to use instead of those found with DATA: a .npy file, a "
+                            ".csv with a 'label' column, or a text file with one per line")
+
+
+def _read_options(args) -> dict:
+    opts = {}
+    if args.split is not None:
+        opts["split"] = args.split
+    if args.skip_corrupt:
+        opts["skip_corrupt"] = True
+    if args.label_type is not None:
+        opts["label_type"] = args.label_type
+    if args.read_size is not None:
+        if len(args.read_size) > 2:
+            raise UserError(f"--read-size takes H or H W, got {len(args.read_size)} numbers: "
+                            f"{' '.join(map(str, args.read_size))}")
+        opts["image_size"] = _scalar_if_one(args.read_size)
+    if args.workers is not None:
+        opts["workers"] = args.workers
+    return opts
+
+
+def _read_data(args):
+    from . import data
+
+    store = data.load(args.data, **_read_options(args))
+    if args.labels is not None:
+        labels, names = read_labels(args.labels)
+        if len(labels) != len(store):
+            raise UserError(f"--labels {args.labels!r} has {len(labels)} labels, but DATA "
+                            f"{args.data!r} has {len(store)} images")
+        store.labels = labels
+        store.class_names = names
+    return store
+
+
+def read_labels(path):
+    """Labels (and class names, when the file has them) from .npy, .csv or a text file."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"The labels file {os.fspath(path)!r} does not exist.")
+    if p.suffix.lower() == ".npy":
+        try:
+            labels = np.load(p, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"The labels file {os.fspath(path)!r} is not a plain .npy array: "
+                             f"{e}") from None
+        if labels.ndim != 1:
+            raise ValueError(f"The labels file {os.fspath(path)!r} must hold a 1-D array. "
+                             f"Got shape {labels.shape}.")
+        return labels, None
+    if p.suffix.lower() == ".csv":
+        import csv
+
+        with open(p, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "label" not in rows[0]:
+            raise ValueError(f"The labels file {os.fspath(path)!r} must be a CSV with a "
+                             "'label' column (like the embedding.csv of 'simcne fit').")
+        return _labels_from_column([r["label"] for r in rows],
+                                   [r.get("class_name", "") for r in rows])
+    with open(p, encoding="utf-8") as f:
+        values = [line.strip() for line in f if line.strip()]
+    return _labels_from_column(values, None)
+
+
+def _labels_from_column(values, names):
+    """Labels as ints when they all are, else strings; class names where given."""
+    import numpy as np
+
+    try:
+        labels = np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        return np.array(values), None
+    class_names = None
+    if names is not None and all(names) and len(labels) and labels.min() >= 0:
+        table = [""] * (int(labels.max()) + 1)
+        for lab, name in zip(labels, names):
+            table[lab] = name
+        class_names = [t or str(i) for i, t in enumerate(table)]
+    return labels, class_names
+
+
+# -- outputs ----------------------------------------------------------------------------------
+def _dim_names(d: int) -> list[str]:
+    return ["x", "y", "z"][:d] if d <= 3 else [f"dim{i + 1}" for i in range(d)]
+
+
+def write_csv(path, Y, labels=None, class_names=None, files=None) -> None:
+    """Write an embedding as CSV (atomically): x, y[, z ...], label, class_name, file."""
+    import csv
+
+    from ._io import atomic_path
+
+    header = _dim_names(Y.shape[1])
+    cols = []
+    if labels is not None:
+        header.append("label")
+        cols.append([str(v) for v in labels])
+        if class_names is not None:
+            header.append("class_name")
+            cols.append([_class_name(class_names, v) for v in labels])
+    if files is not None:
+        header.append("file")
+        cols.append(list(files))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for i, row in enumerate(Y):
+                w.writerow([repr(float(v)) for v in row] + [c[i] for c in cols])
+
+
+def _class_name(class_names, label) -> str:
+    try:
+        return str(class_names[int(label)])
+    except (ValueError, TypeError, IndexError):
+        return ""
+
+
+def write_json(path, obj) -> None:
+    from ._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, default=_jsonable)
+            f.write("\n")
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return os.fspath(value)
+    return repr(value)
+
+
+def _say(args, *lines) -> None:
+    if not getattr(args, "quiet", False):
+        for line in lines:
+            print(f"{PREFIX} {line}", flush=True)
+
+
+def _with_flag(message: str) -> str:
+    """Add the flag to an estimator message about a parameter ("The 'lr' parameter ...")."""
+    import re
+
+    m = re.search(r"The '(\w+)' parameter", message)
+    if m and m.group(1) in CLI_PARAMS:
+        return f"{_flag(m.group(1))}: {message}"
+    return message
+
+
+def _check_device(params: dict) -> None:
+    import torch
+
+    dev = params.get("device")
+    if isinstance(dev, str) and dev.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {dev}: CUDA is not available on this machine "
+                        "(use --device cpu or auto)")
+
+
+class _StageClock:
+    """A TSimCNE callback that notes when each stage's epochs end (for the report)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.last: dict[int, float] = {}
+
+    def __call__(self, stage, epoch, loss, model):
+        self.last[int(stage)] = time.perf_counter()
+
+    def seconds(self, n_stages: int, end: float) -> dict:
+        out, prev = {}, self.start
+        for s in range(1, n_stages + 1):
+            t = self.last.get(s, prev)
+            out[f"stage_{s}"] = round(t - prev, 3)
+            prev = t
+        out["embedding_passes_and_rest"] = round(end - prev, 3)
+        return out
+
+
+def _versions() -> dict:
+    import platform
+
+    import numpy as np
+    import torch
+
+    from . import __version__
+
+    return {"simcne": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _fit(args) -> int:
+    import numpy as np
+
+    from . import TSimCNE, knn_accuracy
+    from ._io import save_npy
+
+    t_start = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
+    params = params_from_args(args)
+    _check_device(params)
+    clock = _StageClock()
+    est = TSimCNE(**params, callbacks=clock)
+    try:
+        est._validate_params()  # bad flag values fail before a long read, not after it
+    except ValueError as e:
+        raise UserError(_with_flag(str(e))) from None
+    store = _read_data(args)
+    t_read = time.perf_counter() - t_start
+    _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
+               f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
+    clock.start = t_fit0 = time.perf_counter()
+    est.fit(store)
+    t_fit = time.perf_counter() - t_fit0
+    est.set_params(callbacks=None)  # the clock is no parameter of the model
+    Y = est.embedding_
+    labels = est.labels_
+    written = []
+
+    def done(name):
+        written.append(name)
+        return out / name
+
+    save_npy(done("embedding.npy"), Y)
+    write_csv(done("embedding.csv"), Y, labels, store.class_names if labels is not None else None,
+              store.paths)
+    est.save(done("model.pt"))
+    acc, acc_note = None, None
+    if labels is not None:
+        if len(np.unique(labels)) < 2:
+            acc_note = "only one class"
+        else:
+            try:
+                acc = knn_accuracy(Y, labels, k=15)
+            except ValueError as e:
+                acc_note = f"not computed: {e}"
+    figures, fig_note = [], None
+    if not args.no_plots and Y.shape[1] >= 2:
+        try:
+            figures = _fit_figures(est, store, out, acc)
+            written += figures
+        except ImportError as e:
+            fig_note = str(e)
+            warnings.warn(f"no figures: {e}", stacklevel=1)
+    n_stages = len(est.stage_embeddings_)
+    end = time.perf_counter()
+    hist = est.loss_history_
+    report = {
+        "command": "simcne " + " ".join(getattr(args, "argv", []) or []),
+        "data": os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
+        "data_format": store.meta.get("format"),
+        "n_images": len(store),
+        "stored_image_size": list(store.image_size),
+        "image_size": list(est.image_size_),
+        "in_channels": est.in_channels_,
+        "n_classes": None if labels is None else int(len(np.unique(labels))),
+        "class_names": store.class_names,
+        "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
+        "stages_run": n_stages,
+        "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
+                       for s in range(1, n_stages + 1)},
+        "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
+                       for s in range(1, n_stages + 1) if (hist["stage"] == s).any()},
+        "timings_s": {"read": round(t_read, 3), **clock.seconds(n_stages, t_fit0 + t_fit),
+                      "fit": round(t_fit, 3), "outputs": round(end - t_fit0 - t_fit, 3),
+                      "total": round(end - t_start, 3)},
+        "knn_accuracy": acc,
+        "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,
+                **({"note": acc_note} if acc_note else {})},
+        "device": str(next(est.model_.parameters()).device),
+        "versions": _versions(),
+        "started_utc": started,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "outputs": written + ["report.json"],
+        **({"figures_note": fig_note} if fig_note else {}),
+    }
+    write_json(out / "report.json", report)
+    _say(args, f"fitted in {t_fit:.1f} s; wrote {', '.join(report['outputs'])} to {out}")
+    if acc is not None:
+        _say(args, f"kNN accuracy of the embedding (k=15, stratified 20 % test split): {acc:.3f}")
+    return 0
+
+
+def _fit_figures(est, store, out: Path, acc) -> list[str]:
+    from .plot import _plt, plot_embedding, plot_loss, plot_stages, plot_thumbnails, save_figure
+
+    plt = _plt()
+    labels, names = est.labels_, store.class_names
+    Y = est.embedding_
+    written = []
+    title = f"t-SimCNE, {len(Y)} images" + (f" (kNN accuracy {acc:.3f})" if acc is not None else "")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    plot_embedding(Y, labels, names, ax=ax, title=title)
+    save_figure(fig, out / "embedding.png")
+    written.append("embedding.png")
+    plt.close(fig)
+    axes = plot_stages(est.stage_embeddings_, labels, names)
+    fig = axes[0].figure
+    save_figure(fig, out / "stages.png")
+    written.append("stages.png")
+    plt.close(fig)
+    ax = plot_loss(est.loss_history_)
+    save_figure(ax.figure, out / "loss.png")
+    written.append("loss.png")
+    plt.close(ax.figure)
+    ax = plot_thumbnails(Y, store, labels=labels, class_names=names)
+    save_figure(ax.figure, out / "thumbnails.png")
+    written.append("thumbnails.png")
+    plt.close(ax.figure)
+    return written
+
+
+def _transform(args) -> int:
+    from . import TSimCNE
+    from ._io import save_npy
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npy", ".csv"):
+        raise UserError(f"--out {args.out!r}: expected a file name ending in .npy or .csv")
+    if args.device is not None:
+        _check_device({"device": args.device})
+    est = TSimCNE.load(args.model, device=args.device or "auto")
+    store = _read_data(args)
+    Y = est.transform(store)
+    csv_path = None
+    if out.suffix.lower() == ".csv":
+        csv_path = out
+    else:
+        save_npy(out, Y)
+        if args.csv is not None:
+            csv_path = out.with_suffix(".csv") if args.csv is True else Path(args.csv)
+    if csv_path is not None:
+        write_csv(csv_path, Y, store.labels, store.class_names if store.labels is not None
+                  else None, store.paths)
+    files = [] if out.suffix.lower() == ".csv" else [out]
+    files += [csv_path] if csv_path is not None else []
+    _say(args, f"embedded {len(Y)} images into {Y.shape[1]} dimensions: "
+               + ", ".join(os.fspath(f) for f in files))
+    return 0
+
+
+def _load_source(source):
+    """(embedding, labels, class names, model-file dict or None, data path or None)."""
+    import numpy as np
+
+    from .persist import read_model_file
+
+    p = Path(source)
+    if not p.exists():
+        raise FileNotFoundError(f"The path {source!r} does not exist: expected an embedding "
+                                ".npy, a model file or a folder written by 'simcne fit'.")
+    labels = names = model = data = None
+    if p.is_dir():
+        emb = p / "embedding.npy"
+        if not emb.is_file():
+            raise FileNotFoundError(f"The folder {source!r} has no embedding.npy: expected "
+                                    "a folder written by 'simcne fit'.")
+        Y = _load_npy(emb)
+        if (p / "embedding.csv").is_file():
+            try:
+                labels, names = read_labels(p / "embedding.csv")
+            except ValueError:
+                labels = names = None
+        if (p / "model.pt").is_file():
+            model = p / "model.pt"
+        if (p / "report.json").is_file():
+            with open(p / "report.json", encoding="utf-8") as f:
+                report = json.load(f)
+            data = report.get("data")
+            names = names or report.get("class_names")
+    elif p.suffix.lower() == ".npy":
+        Y = _load_npy(p)
+    else:
+        state = read_model_file(p)
+        Y, labels, model = state["embedding"], state["labels"], p
+    if Y.ndim != 2 or Y.shape[1] < 2:
+        raise ValueError(f"{source!r}: expected an (n, 2) or wider embedding, got shape "
+                         f"{Y.shape}")
+    return Y, labels, names, model, data
+
+
+def _load_npy(path):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)!r} is not a plain .npy array: {e}") from None
+
+
+def _plot(args) -> int:
+    import numpy as np
+
+    from .persist import read_model_file
+    from .plot import _plt, plot_embedding, plot_loss, plot_stages, plot_thumbnails, save_figure
+
+    Y, labels, names, model, data = _load_source(args.source)
+    if args.labels is not None:
+        labels, names = read_labels(args.labels)
+    if labels is not None and len(labels) != len(Y):
+        raise UserError(f"the labels have {len(labels)} entries but the embedding has "
+                        f"{len(Y)} points")
+    plt = _plt()
+    if args.kind == "embedding":
+        fig, ax = plt.subplots(figsize=(7, 6))
+        plot_embedding(Y, labels, names, ax=ax, title=args.title)
+    elif args.kind in ("stages", "loss"):
+        if model is None:
+            raise UserError(f"--kind {args.kind} needs the model file: give a folder written "
+                            "by 'simcne fit' (with model.pt) or a model file as SOURCE")
+        state = read_model_file(model)
+        if args.kind == "stages":
+            axes = plot_stages(state["stage_embeddings"], labels, names)
+            fig = axes[0].figure
+        else:
+            ax = plot_loss(state["loss_history"])
+            fig = ax.figure
+        if args.title:
+            fig.suptitle(args.title)
+    else:
+        data = args.data or data
+        if data is None:
+            raise UserError("--kind thumbnails needs the images: pass --data DATA")
+        from . import data as _data
+
+        store = _data.load(data)
+        if len(store) != len(Y):
+            raise UserError(f"--data {data!r} has {len(store)} images but the embedding has "
+                            f"{len(Y)} points")
+        ax = plot_thumbnails(Y, store, labels=labels, class_names=names, n=args.n,
+                             zoom=args.zoom)
+        fig = ax.figure
+        if args.title:
+            ax.set_title(args.title)
+    save_figure(fig, args.out)
+    plt.close(fig)
+    _say(args, f"wrote {args.out}")
+    return 0
+
+
+def _write_beton(args) -> int:
+    from .data.beton import write_beton
+
+    path = write_beton(args.data, args.out, mode=args.mode, jpeg_quality=args.quality,
+                       max_resolution=args.max_resolution, page_size=args.page_size)
+    size = os.path.getsize(path)
+    print(f"{PREFIX} wrote {path} ({size / 2**20:.1f} MiB, mode {args.mode})")
+    return 0
 
 
 def _demo(args) -> int:
@@ -64,10 +676,85 @@ def _demo(args) -> int:
     return 0
 
 
+FIT_EPILOG = """\
+writes into DIR: embedding.npy, embedding.csv (x, y[, z ...], label, class_name, file),
+model.pt (TSimCNE.save; read it with TSimCNE.load or 'simcne transform'), report.json
+(parameters, sizes, timings, kNN accuracy, versions) and the figures embedding.png,
+stages.png, loss.png and thumbnails.png.
+
+examples:
+  simcne fit digits --out digits-map --backbone resnet_small --total-epochs 100 20 40
+  simcne fit my_images/ --out my-map --read-size 64 64 --image-size 32 32
+  simcne fit cifar10.beton --out cifar-map --image-size 32 32
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="simcne", description="t-SimCNE: 2-D maps of image datasets.")
+    parser = _Parser(prog="simcne", description="t-SimCNE: 2-D maps of image datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit", help="train t-SimCNE on a dataset and write the map, model, report, figures",
+        description="Train t-SimCNE on DATA and write the embedding, the model, a report and "
+        "figures into --out.", epilog=FIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("data", metavar="DATA",
+                     help="an image folder (one sub-folder per class gives labels), .npy/.npz, "
+                          "IDX, CIFAR, .beton, or a built-in name (digits, fashion-mnist)")
+    fit.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
+    fit.add_argument("--no-plots", action="store_true", help="write no figures")
+    _add_param_flags(fit)
+    _add_read_flags(fit)
+    fit.set_defaults(func=_fit)
+
+    tr = sub.add_parser("transform", help="embed images with a saved model",
+                        description="Embed DATA with a model written by 'simcne fit' "
+                        "(model.pt) or TSimCNE.save, without augmentation.")
+    tr.add_argument("model", metavar="MODEL", help="model file (model.pt)")
+    tr.add_argument("data", metavar="DATA", help="images, anything 'simcne fit' reads")
+    tr.add_argument("--out", required=True, metavar="FILE",
+                    help="FILE.npy (or FILE.csv for CSV only)")
+    tr.add_argument("--csv", nargs="?", const=True, default=None, metavar="FILE.csv",
+                    help="also write CSV (x, y, label, class_name, file); default name: "
+                         "--out with .csv")
+    tr.add_argument("--device", default=None, metavar="DEV",
+                    help="where to run the network (default: auto)")
+    tr.add_argument("--quiet", action="store_true", help="print nothing on success")
+    _add_read_flags(tr)
+    tr.set_defaults(func=_transform)
+
+    pl = sub.add_parser("plot", help="draw a figure from an embedding or a 'simcne fit' folder",
+                        description="Draw a figure of an embedding: SOURCE is an embedding "
+                        ".npy, a model file, or a folder written by 'simcne fit' (labels, "
+                        "class names, stages and losses are then read from it).")
+    pl.add_argument("source", metavar="SOURCE", help="EMBEDDING.npy, MODEL.pt or DIR")
+    pl.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write")
+    pl.add_argument("--kind", choices=("embedding", "stages", "loss", "thumbnails"),
+                    default="embedding", help="what to draw (default: embedding)")
+    pl.add_argument("--labels", metavar="FILE", default=None,
+                    help="labels: .npy, a .csv with a 'label' column, or one per line")
+    pl.add_argument("--data", metavar="DATA", default=None,
+                    help="the images, for --kind thumbnails (default: the DATA of the fit)")
+    pl.add_argument("--n", type=int, default=64, help="thumbnails: at most this many")
+    pl.add_argument("--zoom", type=float, default=1.0, help="thumbnails: their size")
+    pl.add_argument("--title", default=None, help="figure title")
+    pl.add_argument("--quiet", action="store_true", help="print nothing on success")
+    pl.set_defaults(func=_plot)
+
+    wb = sub.add_parser("write-beton", help="write a dataset to an FFCV .beton file",
+                        description="Write a dataset (anything 'simcne fit' reads) to an FFCV "
+                        ".beton file, readable by FFCV and by simcne.")
+    wb.add_argument("data", metavar="DATA", help="the dataset")
+    wb.add_argument("out", metavar="OUT", help="the .beton file to write")
+    wb.add_argument("--mode", choices=("raw", "jpg"), default="raw",
+                    help="store raw pixels or JPEG (default: raw)")
+    wb.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
+    wb.add_argument("--max-resolution", type=int, default=None,
+                    help="shrink images whose longer side exceeds this")
+    wb.add_argument("--page-size", type=int, default=None,
+                    help="page size in bytes, a power of two (default: 2 MiB or more)")
+    wb.set_defaults(func=_write_beton)
+
     demo = sub.add_parser("demo", help="train on scikit-learn's digits and plot the map",
                           description="Train t-SimCNE on scikit-learn's 1,797 digits, write the "
                           "embedding (.npy) and a PNG scatter plot, print the kNN accuracy.")
@@ -79,13 +766,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``simcne`` command with ``argv`` (default: sys.argv[1:]); returns the exit code.
+
+    Errors in the command line or the inputs print one ``simcne: error: ...`` line and
+    return 2; anything else (a bug) raises with its traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"simcne: error: {e}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except (UserError, ValueError, OSError, ImportError) as e:
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"simcne: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simcne: interrupted", file=sys.stderr)

@@ -151,10 +151,11 @@ def read_model_file(path) -> dict:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError,
             AttributeError, KeyError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"{os.fspath(path)!r} is not a simcne model file: expected a file written by "
-            f"TSimCNE.save, but torch.load could not read it safely ({first})") from None
+            f"TSimCNE.save, got a file that torch.load(weights_only=True) cannot read (it is "
+            f"no torch file, or holds objects other than tensors and plain data; "
+            f"{type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         got = (f"format {state.get('format')!r}" if isinstance(state, dict)
                else f"a {type(state).__name__}")
