@@ -180,12 +180,16 @@ def plot_loss(loss_history, ax=None, stage_names=None):
         name = names[st - 1] if st - 1 < len(names) else ""
         ax.text((lo + hi) / 2, 0.98, f"stage {st}" + (f"\n{name}" if name else ""),
                 transform=trans, ha="center", va="top", fontsize="small",
-                color=colors((st - 1) % 10))
+                color=colors((st - 1) % 10), zorder=5,
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.0))
     ax.set_xlim(0.5, max(1, len(loss)) + 0.5)
     if len(loss):
         lo, hi = np.nanmin(loss), np.nanmax(loss)
         pad = (hi - lo) * 0.08 or 0.5
         ax.set_ylim(lo - pad, hi + pad * 4.5)  # room for the stage names at the top
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch (counted across stages)")
     ax.set_ylabel("mean loss of the epoch")
     ax.spines[["top", "right"]].set_visible(False)
@@ -220,8 +224,8 @@ def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names
     n : int, default=64
         The most thumbnails to draw.
     zoom : float, default=1.0
-        Thumbnail width as a multiple of ``span / sqrt(n)`` (span: the larger side of the
-        embedding's bounding box). Larger thumbnails mean fewer fit without overlapping.
+        Thumbnail width as a multiple of ``span / (1.5 sqrt(n))`` (span: the larger side of
+        the embedding's bounding box). Larger thumbnails mean fewer fit without overlapping.
     labels, class_names : optional
         Colour the scatter plot (and the thumbnails' frames) by class.
     random_state : int, default=0
@@ -257,7 +261,7 @@ def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names
     for coll in ax.collections:
         coll.set_alpha(0.35)
     span = float(np.ptp(Y2, axis=0).max()) or 1.0
-    width = zoom * span / np.sqrt(n)
+    width = zoom * span / (1.5 * np.sqrt(n))
     order = np.random.default_rng(random_state).permutation(len(Y2))
     chosen: list[int] = []
     for i in order:
@@ -285,10 +289,10 @@ def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names
             k = int(np.searchsorted(classes, labels[i]))
             ax.add_patch(Rectangle((ext[0], ext[2]), 2 * half_w, 2 * half_h, fill=False,
                                    lw=1.2, edgecolor=cmap(k % cmap.N), zorder=4))
-    lo, hi = Y2.min(axis=0) - width, Y2.max(axis=0) + width
+    lo, hi = Y2.min(axis=0) - 0.6 * width, Y2.max(axis=0) + 0.6 * width
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
-    ax.set_aspect("equal", adjustable="datalim")
     return ax
 
 
