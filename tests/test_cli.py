@@ -177,3 +177,11 @@ def test_write_beton_is_a_subcommand(tiny, tmp_path, capsys):
 def test_demo_is_still_a_command():
     args = build_parser().parse_args(["demo", "--total-epochs", "1", "--quiet"])
     assert args.command == "demo" and args.total_epochs == [1]
+
+
+def test_outputs_get_the_usual_file_mode(fit_dir):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (fit_dir / "embedding.npy").stat().st_mode & 0o777 == 0o666 & ~mask
