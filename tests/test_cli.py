@@ -185,3 +185,39 @@ def test_outputs_get_the_usual_file_mode(fit_dir):
     mask = os.umask(0o022)
     os.umask(mask)
     assert (fit_dir / "embedding.npy").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_bad_data_inside_a_reader_is_a_user_error(png_folder, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(png_folder, folder)
+    (folder / "vertical" / "broken.png").write_bytes(b"not a png")
+    assert main(["fit", str(folder), "--out", str(tmp_path / "o"), *TINY_FIT]) == 2
+    assert "broken.png" in _one_error_line(capsys)
+
+
+def test_a_bug_still_shows_its_traceback(png_folder, tmp_path, monkeypatch):
+    def broken_fit(self, X, y=None):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(TSimCNE, "fit", broken_fit)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["fit", str(png_folder), "--out", str(tmp_path / "o"), *TINY_FIT])
+
+
+def test_labels_files(tmp_path):
+    from simcne.cli import read_labels
+
+    np.save(tmp_path / "l.npy", np.array([2, 0, 1]))
+    labels, names = read_labels(tmp_path / "l.npy")
+    assert labels.tolist() == [2, 0, 1] and names is None
+    (tmp_path / "l.csv").write_text("x,y,label,class_name\n0,0,1,dog\n1,1,0,cat\n")
+    labels, names = read_labels(tmp_path / "l.csv")
+    assert labels.tolist() == [1, 0] and names == ["cat", "dog"]
+    (tmp_path / "l.txt").write_text("cat\ndog\n\ncat\n")
+    labels, names = read_labels(tmp_path / "l.txt")
+    assert labels.tolist() == ["cat", "dog", "cat"] and names is None
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="'label' column"):
+        read_labels(tmp_path / "bad.csv")
