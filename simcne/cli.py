@@ -523,9 +523,7 @@ def _transform(args) -> int:
 
 
 def _load_source(source):
-    """(embedding, labels, class names, model-file dict or None, data path or None)."""
-    import numpy as np
-
+    """(embedding, labels, class names, model file or None, data path or None)."""
     from .persist import read_model_file
 
     p = Path(source)
@@ -572,8 +570,6 @@ def _load_npy(path):
 
 
 def _plot(args) -> int:
-    import numpy as np
-
     from .persist import read_model_file
     from .plot import _plt, plot_embedding, plot_loss, plot_stages, plot_thumbnails, save_figure
 

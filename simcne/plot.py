@@ -69,8 +69,8 @@ def plot_embedding(Y, labels=None, class_names=None, ax=None, s=None, title=None
     return ax
 
 
-_STAGE_TITLES = ("end of stage 1 (fresh, untrained last layer)", "end of stage 2 (last layer trained)",
-                 "end of stage 3 (fine-tuned)")
+_STAGE_TITLES = ("a   end of stage 1 (fresh, untrained last layer)",
+                 "b   end of stage 2 (last layer trained)", "c   end of stage 3 (fine-tuned)")
 _STAGE_NAMES = ("pretraining\n(pretrain_out_dim)", "last layer\n(out_dim)",
                 "fine-tuning\n(out_dim)")
 
@@ -116,8 +116,7 @@ def plot_stages(stage_embeddings, labels=None, class_names=None, axes=None, titl
         raise ValueError(f"axes must hold one Axes per stage embedding ({len(embs)}). "
                          f"Got {len(axes)}.")
     if titles is None:
-        titles = [f"{'abc'[i] if i < 3 else i + 1}   {_STAGE_TITLES[i]}" if i < 3
-                  else f"stage {i + 1}" for i in range(len(embs))]
+        titles = [_STAGE_TITLES[i] if i < 3 else f"stage {i + 1}" for i in range(len(embs))]
     for i, (Y, ax) in enumerate(zip(embs, axes)):
         plot_embedding(Y, labels, class_names, ax=ax, s=s, title=titles[i],
                        legend=legend and i == len(embs) - 1)
