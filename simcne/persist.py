@@ -80,10 +80,7 @@ def model_state(est) -> dict:
     params, module_params, callable_params = {}, [], []
     tuple_params = [k for k, v in est.get_params().items() if isinstance(v, tuple)]
     for name, value in est.get_params().items():
-        if isinstance(value, nn.Module):
-            if name not in MODULE_PARAMS:
-                raise ValueError(f"The '{name}' parameter holds an nn.Module, which a model "
-                                 "file cannot store.")
+        if isinstance(value, nn.Module) and name in MODULE_PARAMS:
             module_params.append(name)
             params[name] = None
             continue
