@@ -6,7 +6,6 @@ from torch import nn
 
 from simcne.models import (
     BACKBONES,
-    SimCNEModel,
     WrappedModel,
     backbone_out_features,
     check_model,

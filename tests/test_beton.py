@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from simcne.data import beton
-from simcne.data.beton import BetonImages, read_beton, write_beton, write_beton_main
+from simcne.cli import main as simcne_main
+from simcne.data.beton import BetonImages, read_beton, write_beton
 
 DATA = Path(__file__).parent / "data"
 TURBO = beton.get_jpeg_decoder("auto")[1] == "turbojpeg"
@@ -378,17 +379,17 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["d.beton"]
 
 
-def test_write_beton_main(tmp_path, capsys):
+def test_write_beton_command(tmp_path, capsys):
     np.save(tmp_path / "x.npy", smooth(5, 8, 8))
     out = tmp_path / "x.beton"
-    assert write_beton_main([str(tmp_path / "x.npy"), str(out), "--mode", "jpg",
-                             "--quality", "80", "--page-size", "4096"]) == 0
+    assert simcne_main(["write-beton", str(tmp_path / "x.npy"), str(out), "--mode", "jpg",
+                        "--quality", "80", "--page-size", "4096"]) == 0
     assert read_beton(out).images.shape == (5, 8, 8, 3)
     assert "[simcne] wrote" in capsys.readouterr().out
-    assert write_beton_main([str(tmp_path / "x.npy"), str(out), "--quality", "101"]) == 1
+    assert simcne_main(["write-beton", str(tmp_path / "x.npy"), str(out), "--quality",
+                        "101"]) == 2
     assert "jpeg_quality" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        write_beton_main([str(tmp_path / "x.npy"), str(out), "--mode", "gif"])
+    assert simcne_main(["write-beton", str(tmp_path / "x.npy"), str(out), "--mode", "gif"]) == 2
 
 
 def test_raw_images_of_mixed_sizes(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import quick
-from simcne import TSimCNE, knn_accuracy
+from simcne import knn_accuracy
 
 
 def test_fit_outputs_and_shapes(tiny):

@@ -1,6 +1,5 @@
 """Parameter flow: every constructor argument reaches the stage it is meant for."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -19,14 +19,12 @@ lazy, memory-mapped array that decodes only the samples a batch asks for.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
 import io
 import json
 import mmap
 import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -701,29 +699,3 @@ def _resize_box(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if img.shape[:2] == tuple(size):
         return img
     return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.BOX))
-
-
-def write_beton_main(argv: list[str]) -> int:
-    """``simcne write-beton DATA OUT [--mode raw|jpg] [--quality Q] ...``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="simcne write-beton",
-        description="Write a dataset (array file, image folder, ...) to an FFCV .beton file.")
-    parser.add_argument("data", help="the dataset, anything `simcne` reads")
-    parser.add_argument("out", help="the .beton file to write")
-    parser.add_argument("--mode", choices=("raw", "jpg"), default="raw",
-                        help="store raw pixels or JPEG (default: raw)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
-    parser.add_argument("--max-resolution", type=int, default=None,
-                        help="shrink images whose longer side exceeds this")
-    parser.add_argument("--page-size", type=int, default=None,
-                        help="page size in bytes, a power of two (default: 2 MiB or more)")
-    args = parser.parse_args(argv)
-    try:
-        write_beton(args.data, args.out, mode=args.mode, jpeg_quality=args.quality,
-                    max_resolution=args.max_resolution, page_size=args.page_size)
-    except (ValueError, OSError) as e:
-        print(f"simcne write-beton: error: {e}", file=sys.stderr)
-        return 1
-    size = os.path.getsize(args.out)
-    print(f"[simcne] wrote {args.out} ({size / 2**20:.1f} MiB, mode {args.mode})")
-    return 0
