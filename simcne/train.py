@@ -110,7 +110,6 @@ def train_stage(
     opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
     forward = torch.compile(model) if compile else model
     autocast = autocast_for(device)
-    on_device = store.device == device
     model.train()
     bar = None
     if verbose:
@@ -127,16 +126,13 @@ def train_stage(
     try:
         for epoch in range(stage.epochs):
             order = torch.randperm(n, generator=generator)
-            if on_device:
-                order = order.to(device)
+            if store.device == device:
+                order = order.to(device, non_blocking=True)
             total = torch.zeros((), device=device)
-            for i in range(steps):
+            chunks = (order[i * batch_size : (i + 1) * batch_size] for i in range(steps))
+            for i, x in enumerate(device_batches(store, chunks, device)):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
-                idx = order[i * batch_size : (i + 1) * batch_size]
-                x = store.batch(idx)
-                if x.device != device:
-                    x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
                 x = x.float().div_(255)
                 total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
             loss_value = float(total) / steps  # one host sync per epoch
@@ -161,29 +157,83 @@ def train_stage(
     return False
 
 
-@torch.no_grad()
-def embed(model: nn.Module, store, *, image_size, device, batch_size: int = 1024,
+def device_batches(store, index_chunks, device: torch.device):
+    """uint8 batches (B, C, H, W) of ``store`` on ``device``, one per chunk of indices.
+
+    From a host store to a CUDA device, each batch is gathered on the host into one of two
+    pinned buffers and copied on a side stream, which overlaps with the compute queued before
+    it; the compute stream waits for the copy on the device, the host never waits for the
+    compute. Before a pinned buffer is refilled, the host waits for the copy that read it two
+    batches earlier (a copy, not the compute queued after it). Elsewhere, batches are
+    gathered where the store is and moved with ``.to(device)``.
+    """
+    if device.type != "cuda" or store.device == device:
+        for idx in index_chunks:
+            yield store.batch(idx).to(device)
+        return
+    copy_stream = torch.cuda.Stream(device)
+    pinned: list = [None, None]
+    copied: list = [None, None]
+    for i, idx in enumerate(index_chunks):
+        x = store.batch(idx)
+        slot = i % 2
+        if copied[slot] is not None:
+            copied[slot].synchronize()
+        if pinned[slot] is None or pinned[slot].shape != x.shape:
+            pinned[slot] = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        pinned[slot].copy_(x)
+        with torch.cuda.stream(copy_stream):
+            y = pinned[slot].to(device, non_blocking=True)
+            copied[slot] = torch.cuda.Event()
+            copied[slot].record(copy_stream)
+        compute = torch.cuda.current_stream(device)
+        compute.wait_event(copied[slot])
+        y.record_stream(compute)  # allocated on the copy stream, used on the compute stream
+        yield y
+
+
+@torch.inference_mode()
+def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None = None,
           backbone_features: bool = False, resize=None):
-    """Model outputs (and backbone features) for every image of ``store``, no augmentation."""
+    """Model outputs (and backbone features) for every image of ``store``, no augmentation.
+
+    Streams: batches of ``batch_size`` images (default 4096 on CUDA, 1024 elsewhere) go
+    through the model in eval mode without autograd (bf16 and channels_last on CUDA), and
+    each batch's outputs are copied into one preallocated (n, out_dim) array (pinned and
+    written asynchronously on CUDA, read once at the end). Backbone features are kept only
+    when asked for.
+    """
     model.eval()
     autocast = autocast_for(device)
-    zs, hs = [], []
-    for start in range(0, len(store), batch_size):
-        idx = np.arange(start, min(len(store), start + batch_size))
-        x = store.batch(idx).to(device, non_blocking=True).float().div_(255)
+    n = len(store)
+    if batch_size is None:
+        batch_size = 4096 if device.type == "cuda" else 1024
+    pin = device.type == "cuda"
+    zs = hs = None
+    chunks = (np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size))
+    for start, x in zip(range(0, n, batch_size), device_batches(store, chunks, device)):
+        x = x.float().div_(255)
         if resize is not None:
             x = resize(x, image_size)
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             z, h = model(x)
-        zs.append(z.float().cpu())
+        if backbone_features and h is None:
+            raise ValueError(
+                "return_backbone_feat=True needs a model that returns (z, h); the given "
+                "model returns only z."
+            )
+        if zs is None:
+            zs = torch.empty((n, z.shape[1]), dtype=torch.float32, pin_memory=pin)
+            if backbone_features:
+                hs = torch.empty((n, torch.flatten(h, 1).shape[1]), dtype=torch.float32,
+                                 pin_memory=pin)
+        stop = start + len(x)
+        zs[start:stop].copy_(z.float(), non_blocking=pin)
         if backbone_features:
-            if h is None:
-                raise ValueError(
-                    "return_backbone_feat=True needs a model that returns (z, h); the given "
-                    "model returns only z."
-                )
-            hs.append(torch.flatten(h, 1).float().cpu())
-    z = torch.cat(zs).numpy()
-    return (z, torch.cat(hs).numpy()) if backbone_features else z
+            hs[start:stop].copy_(torch.flatten(h, 1).float(), non_blocking=pin)
+    if pin:
+        torch.cuda.current_stream(device).synchronize()
+    z = zs.numpy()
+    return (z, hs.numpy()) if backbone_features else z
