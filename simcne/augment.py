@@ -77,7 +77,7 @@ def adjust_hue(x, f):
     h = torch.where(chroma > 0, h, torch.zeros_like(h))
     h6 = torch.remainder(h + 6.0 * f.view(-1, 1, 1), 6.0)  # hue in sixths of a turn
     # HSV -> RGB: c_n = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1
     k = torch.remainder(n + h6.unsqueeze(1), 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
@@ -155,7 +155,9 @@ class Augment:
             ],
             dim=1,
         )
-        identity = torch.tensor(_IDENTITY, device=device).expand(n, 4)
+        # (1, 1, 1, 0) made on the device: a tensor from a Python list would be a copy that
+        # waits for the device (these run every step)
+        identity = (torch.arange(4, device=device) < 3).float().expand(n, 4)
         factors = torch.where(jit[:, None], factors, identity)
         order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
         gray = torch.rand(n, generator=generator, device=device) < self.grayscale_p
