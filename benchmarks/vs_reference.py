@@ -54,7 +54,7 @@ from simcne.augment import Augment  # noqa: E402
 from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
-from simcne.train import Stage, train_stage  # noqa: E402
+from simcne.train import Stage, autocast_for, train_stage, train_step  # noqa: E402
 
 GFLOP_PER_VIEW = 3.33  # ResNet18, SimCLR stem, 32x32, forward + backward
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,11 +126,11 @@ class Reference:
 class SimCNE:
     """simcne.train.train_stage, one epoch of ``steps`` batches of the uint8 store per call."""
 
-    def __init__(self, name, images, batch, steps, device, lr, compile=False):
+    def __init__(self, name, images, batch, steps, device, lr, compile=False, on_host=False):
         self.device = device
         self.model = _model(name, device)
         store = load(images[: batch * steps])
-        if device.type == "cuda":
+        if device.type == "cuda" and not on_host:
             store = store.to(device)
         self.store = store
         self.batch, self.lr, self.compile = batch, lr, compile
@@ -149,6 +149,23 @@ class SimCNE:
                     generator=self.shuffle)
         _sync(self.device)
         return time.perf_counter() - t
+
+    def check_no_host_sync(self, steps=3):
+        """CUDA: run train_step under torch's sync debug mode "error": any host
+        synchronisation inside the step raises."""
+        x = self.store.batch(torch.arange(self.batch, device=self.device)).float().div_(255)
+        opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9,
+                              weight_decay=5e-4)
+        train_step(self.forward, opt, x, self.augment, info_nce, 4.0, autocast_for(self.device))
+        torch.cuda.synchronize(self.device)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(steps):
+                train_step(self.forward, opt, x, self.augment, info_nce, 4.0,
+                           autocast_for(self.device))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize(self.device)
 
     def views_only(self, steps):
         """The same views of a batch as a step makes (gather, float, Augment twice), alone."""
@@ -249,17 +266,25 @@ def main(argv=None):
               f"{ips_ours:8.1f} images/s, ratio {ratio:.2f}x; making the views = "
               f"{100 * share:.1f} % of a simcne step", flush=True)
         if cuda:
-            full = SimCNE(name, images, batch, n // batch, device, lr, compile=a.compile)
-            full.run()  # warm-up epoch
-            secs = statistics.median(full.run() for _ in range(max(1, a.repeats - 1)))
-            imgs = (n // batch) * batch
-            tflops = 2 * imgs * GFLOP_PER_VIEW / secs / 1000
-            line = (f"{name} on {torch.cuda.get_device_name(device)}: {secs:.2f} s per epoch of "
-                    f"{n:,} 32x32 images at batch {batch} ({imgs / secs:,.0f} images/s); "
-                    f"{tflops:.1f} TFLOP/s at {GFLOP_PER_VIEW} GFLOP per view"
-                    + (" (ResNet18's figure)" if name != "resnet18" else ""))
-            notes.append(line)
-            print(line, flush=True)
+            ours.check_no_host_sync()
+            notes.append(f"{name}: no host synchronisation inside train_step (ran under "
+                         "torch.cuda.set_sync_debug_mode('error'))")
+            for where in ("GPU", "host"):
+                full = SimCNE(name, images, batch, n // batch, device, lr, compile=a.compile,
+                              on_host=where == "host")
+                full.run()  # warm-up epoch
+                secs = statistics.median(full.run() for _ in range(max(1, a.repeats - 1)))
+                imgs = (n // batch) * batch
+                tflops = 2 * imgs * GFLOP_PER_VIEW / secs / 1000
+                line = (f"{name}, uint8 store on the {where}"
+                        + (" (pinned staging, copies on a side stream)" if where == "host" else "")
+                        + f": {secs:.2f} s per epoch of {n:,} 32x32 images at batch {batch} "
+                        f"({imgs / secs:,.0f} images/s); {tflops:.1f} TFLOP/s at "
+                        f"{GFLOP_PER_VIEW} GFLOP per view"
+                        + (" (ResNet18's figure)" if name != "resnet18" else ""))
+                notes.append(line)
+                print(line, flush=True)
+                del full
         del ref, ours
     load_after = os.getloadavg()
     if a.no_write:
