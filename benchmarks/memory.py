@@ -12,8 +12,8 @@ What is measured, in one process, in the order ``TSimCNE.fit`` does it:
 4. ``simcne.train.embed`` over all N images, as fit does at the end of each stage. Running
    ``resnet_small`` over 1M images takes about an hour here, so by default a small network with
    the same outputs (z of ``out_dim`` and 128 backbone features) streams all N images, and
-   ``resnet_small`` embeds the first ``--embed-images`` images (both with backbone features,
-   the larger output).
+   ``resnet_small`` embeds the first ``--embed-images`` images (with backbone features, as
+   ``transform(..., return_backbone_feat=True)`` does).
 
 Peak RSS is the kernel's high-water mark (``ru_maxrss``); it is compared with the uint8
 images plus the model (parameters, buffers, SGD momentum). The result goes to BENCHMARKS.md.
@@ -138,17 +138,16 @@ def main(argv=None):
     note(f"embed, resnet_small, first {k:,} images, with features")
     del z, h
     t = time.perf_counter()
-    z, h = embed(Tiny(), store, image_size=(32, 32), device=torch.device("cpu"),
-                 backbone_features=True)
-    out_bytes = z.nbytes + h.nbytes
-    note(f"embed, small network, all {a.n:,} images, with features "
-         f"({out_bytes / GB:.2f} GB out, {time.perf_counter() - t:.0f} s)")
+    z = embed(Tiny(), store, image_size=(32, 32), device=torch.device("cpu"))
+    out_bytes = z.nbytes
+    note(f"embed, small network, all {a.n:,} images, z only as fit does "
+         f"({out_bytes / 1e6:.0f} MB out, {time.perf_counter() - t:.0f} s)")
 
     top = peak()
     budget = data_bytes + model_bytes
     print(f"\npeak RSS {top / GB:.2f} GB = {top / budget:.2f} x (images {data_bytes / GB:.2f} GB "
           f"+ model {model_bytes / 1e6:.1f} MB); interpreter + torch alone {base / GB:.2f} GB; "
-          f"embedding outputs {out_bytes / GB:.2f} GB")
+          f"embedding {out_bytes / 1e6:.0f} MB")
     if a.no_write:
         return
     cmd = "PYTHONPATH=. python benchmarks/memory.py " + " ".join(
@@ -170,9 +169,10 @@ def main(argv=None):
         "",
         f"Peak RSS {top / GB:.2f} GB = **{top / budget:.2f} x** (uint8 images "
         f"{data_bytes / GB:.2f} GB + model with SGD momentum {model_bytes / 1e6:.1f} MB). Of the "
-        f"rest, {base / GB:.2f} GB is the interpreter with torch loaded, and "
-        f"{out_bytes / GB:.2f} GB the embedding (z and 128 backbone features for every image, "
-        "asked for here; without features it is 8 MB).",
+        f"rest, {base / GB:.2f} GB is the interpreter with torch loaded, "
+        f"{out_bytes / 1e6:.0f} MB the (n, 2) embedding, and the remainder the training "
+        f"step's working set at batch {a.batch} (autograd's saved activations of "
+        f"{2 * a.batch} views, optimizer, oneDNN buffers).",
     ]
     write_block("\n".join(lines), "memory:cpu")
 

@@ -19,6 +19,7 @@ grayscale have no effect (as torchvision does for one-channel tensors).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,20 @@ def adjust_hue(x, f):
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
 
 
+@contextlib.contextmanager
+def _one_thread_on_cpu(x: torch.Tensor):
+    """torch's intra-op threads set to 1 inside the block for CPU tensors, then restored."""
+    n = torch.get_num_threads()
+    if x.device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 _IDENTITY = (1.0, 1.0, 1.0, 0.0)
 
@@ -132,10 +147,11 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size)."""
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255)
-        params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
-        return self.apply(x, params)
+        with _one_thread_on_cpu(x):
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255)
+            params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
+            return self._apply(x, params)
 
     # -- parameters -------------------------------------------------------------------
     def sample(self, n: int, hw, generator=None, device=None) -> dict:
@@ -197,7 +213,17 @@ class Augment:
 
     # -- application ------------------------------------------------------------------
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1]."""
+        """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1].
+
+        On CPU this runs on one thread: it is some 150 elementwise operations on small
+        tensors, for which splitting over threads costs more than it saves, much more so on
+        a machine shared with other jobs (two views of 128 images took 0.23 s on one thread
+        and 2.2 s on two with the 2-core test machine loaded; see BENCHMARKS.md).
+        """
+        with _one_thread_on_cpu(x):
+            return self._apply(x, p)
+
+    def _apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         x = self.crop_resize_flip(x, p)
         x = self.color_jitter(x, p)
         if x.shape[1] == 3:
