@@ -193,24 +193,59 @@ def device_batches(store, index_chunks, device: torch.device):
         yield y
 
 
+class _Rows:
+    """An (n, d) float32 numpy array filled batch by batch from tensors on any device.
+
+    From CUDA, each batch is copied asynchronously into pinned memory and moved into the
+    array two batches later, after waiting for that copy only: the host keeps queueing work
+    while the device computes, and the result is ordinary (pageable) memory.
+    """
+
+    def __init__(self, n: int):
+        self.n, self.out, self.pending = n, None, []
+
+    def add(self, start: int, t: torch.Tensor) -> None:
+        t = torch.flatten(t, 1).float()
+        if self.out is None:
+            self.out = np.empty((self.n, t.shape[1]), np.float32)
+        if not t.is_cuda:
+            self.out[start : start + len(t)] = t.cpu().numpy()
+            return
+        buf = torch.empty(t.shape, dtype=torch.float32, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self.pending.append((done, buf, start))
+        if len(self.pending) > 2:
+            self._settle(1)
+
+    def _settle(self, k: int) -> None:
+        for done, buf, start in self.pending[:k]:
+            done.synchronize()
+            self.out[start : start + len(buf)] = buf.numpy()
+        del self.pending[:k]
+
+    def result(self) -> np.ndarray:
+        self._settle(len(self.pending))
+        return self.out
+
+
 @torch.inference_mode()
 def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None = None,
           backbone_features: bool = False, resize=None):
     """Model outputs (and backbone features) for every image of ``store``, no augmentation.
 
     Streams: batches of ``batch_size`` images (default 4096 on CUDA, 1024 elsewhere) go
-    through the model in eval mode without autograd (channels_last; bf16 on CUDA), and
-    each batch's outputs are copied into one preallocated (n, out_dim) array (pinned and
-    written asynchronously on CUDA, read once at the end). Backbone features are kept only
-    when asked for.
+    through the model in eval mode without autograd (channels_last; bf16 on CUDA), and each
+    batch's outputs go into one preallocated (n, out_dim) array (from CUDA without waiting
+    for the device at every batch). Backbone features are kept only when asked for.
     """
     model.eval()
     autocast = autocast_for(device)
     n = len(store)
     if batch_size is None:
         batch_size = 4096 if device.type == "cuda" else 1024
-    pin = device.type == "cuda"
-    zs = hs = None
+    zs, hs = _Rows(n), _Rows(n)
     chunks = (np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size))
     for start, x in zip(range(0, n, batch_size), device_batches(store, chunks, device)):
         x = x.float().div_(255)
@@ -224,16 +259,7 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
                 "return_backbone_feat=True needs a model that returns (z, h); the given "
                 "model returns only z."
             )
-        if zs is None:
-            zs = torch.empty((n, z.shape[1]), dtype=torch.float32, pin_memory=pin)
-            if backbone_features:
-                hs = torch.empty((n, torch.flatten(h, 1).shape[1]), dtype=torch.float32,
-                                 pin_memory=pin)
-        stop = start + len(x)
-        zs[start:stop].copy_(z.float(), non_blocking=pin)
+        zs.add(start, z)
         if backbone_features:
-            hs[start:stop].copy_(torch.flatten(h, 1).float(), non_blocking=pin)
-    if pin:
-        torch.cuda.current_stream(device).synchronize()
-    z = zs.numpy()
-    return (z, hs.numpy()) if backbone_features else z
+            hs.add(start, h)
+    return (zs.result(), hs.result()) if backbone_features else zs.result()
