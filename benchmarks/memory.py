@@ -170,9 +170,10 @@ def main(argv=None):
         f"Peak RSS {top / GB:.2f} GB = **{top / budget:.2f} x** (uint8 images "
         f"{data_bytes / GB:.2f} GB + model with SGD momentum {model_bytes / 1e6:.1f} MB). Of the "
         f"rest, {base / GB:.2f} GB is the interpreter with torch loaded, "
-        f"{out_bytes / 1e6:.0f} MB the (n, 2) embedding, and the remainder the training "
-        f"step's working set at batch {a.batch} (autograd's saved activations of "
-        f"{2 * a.batch} views, optimizer, oneDNN buffers).",
+        f"{out_bytes / 1e6:.0f} MB the (n, 2) embedding, and the remainder working memory: "
+        f"the training step's at batch {a.batch} (autograd's saved activations of "
+        f"{2 * a.batch} views, oneDNN buffers) or the embedding's, whichever is larger "
+        "(see the table).",
     ]
     write_block("\n".join(lines), "memory:cpu")
 
