@@ -216,9 +216,10 @@ class Augment:
         """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1].
 
         On CPU this runs on one thread: it is some 150 elementwise operations on small
-        tensors, for which splitting over threads costs more than it saves, much more so on
-        a machine shared with other jobs (two views of 128 images took 0.23 s on one thread
-        and 2.2 s on two with the 2-core test machine loaded; see BENCHMARKS.md).
+        tensors, for which splitting over threads saves little and, on a machine shared with
+        other jobs, costs a lot (two views of 128 images on the 2-core test machine: 17 ms
+        on one thread and 12 ms on two when it was quiet; 0.23 s and 2.2 s when it was
+        loaded; see BENCHMARKS.md).
         """
         with _one_thread_on_cpu(x):
             return self._apply(x, p)
