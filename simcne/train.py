@@ -65,7 +65,7 @@ def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> to
     """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss."""
     views = torch.cat([augment(x), augment(x)])
     # channels_last: tensor cores on CUDA; on CPU oneDNN's convolutions run faster on it too
-    # (resnet_small 1.5x, resnet18 1.15x on the 2-core test machine; see BENCHMARKS.md)
+    # (resnet_small 1.56x, resnet18 1.23x on the 2-core test machine; see BENCHMARKS.md)
     views = views.contiguous(memory_format=torch.channels_last)
     with autocast:
         z, _ = model(views)
