@@ -19,6 +19,7 @@ grayscale have no effect (as torchvision does for one-channel tensors).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -66,8 +67,9 @@ def adjust_hue(x, f):
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
+    # elementwise over the three planes: much faster on CPU than a reduction over dim 1
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
     chroma = maxc - minc
     safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
     rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
@@ -76,10 +78,24 @@ def adjust_hue(x, f):
     h = torch.where(chroma > 0, h, torch.zeros_like(h))
     h6 = torch.remainder(h + 6.0 * f.view(-1, 1, 1), 6.0)  # hue in sixths of a turn
     # HSV -> RGB: c_n = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1
     k = torch.remainder(n + h6.unsqueeze(1), 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(x: torch.Tensor):
+    """torch's intra-op threads set to 1 inside the block for CPU tensors, then restored."""
+    n = torch.get_num_threads()
+    if x.device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -131,10 +147,11 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size)."""
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255)
-        params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
-        return self.apply(x, params)
+        with _one_thread_on_cpu(x):
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255)
+            params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
+            return self._apply(x, params)
 
     # -- parameters -------------------------------------------------------------------
     def sample(self, n: int, hw, generator=None, device=None) -> dict:
@@ -154,7 +171,9 @@ class Augment:
             ],
             dim=1,
         )
-        identity = torch.tensor(_IDENTITY, device=device).expand(n, 4)
+        # (1, 1, 1, 0) made on the device: a tensor from a Python list would be a copy that
+        # waits for the device (these run every step)
+        identity = (torch.arange(4, device=device) < 3).float().expand(n, 4)
         factors = torch.where(jit[:, None], factors, identity)
         order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
         gray = torch.rand(n, generator=generator, device=device) < self.grayscale_p
@@ -194,7 +213,18 @@ class Augment:
 
     # -- application ------------------------------------------------------------------
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1]."""
+        """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1].
+
+        On CPU this runs on one thread: it is some 150 elementwise operations on small
+        tensors, for which splitting over threads saves little and, on a machine shared with
+        other jobs, costs a lot (two views of 128 images on the 2-core test machine: 17 ms
+        on one thread and 12 ms on two when it was quiet; 0.23 s and 2.2 s when it was
+        loaded; see BENCHMARKS.md).
+        """
+        with _one_thread_on_cpu(x):
+            return self._apply(x, p)
+
+    def _apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         x = self.crop_resize_flip(x, p)
         x = self.color_jitter(x, p)
         if x.shape[1] == 3:
@@ -224,28 +254,45 @@ class Augment:
         )
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def color_jitter(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+    def color_jitter(self, x: torch.Tensor, p: dict, sync_free: bool | None = None) -> torch.Tensor:
         """The four jitter operations in each sample's own random order.
 
-        On CUDA every operation runs on the whole batch with identity factors where it does
-        not apply (no host synchronisation); elsewhere only the samples concerned are touched.
+        Four passes, one per position in the order. In each, brightness, contrast and
+        saturation are one blend over the whole batch, ``clamp(f * x + a * gray + c, 0, 1)``
+        with per-sample scalars: ``f`` is the factor (1 for samples whose operation here is
+        another), ``a = 1 - f`` for saturation, ``c = (1 - f) * mean(gray)`` for contrast, else
+        0 (each operation's own formula, up to float rounding). The hue rotation
+        then runs on the samples whose operation here is hue: with ``sync_free`` (default: on
+        CUDA) on the whole batch followed by a select, so the host never waits for the device;
+        otherwise (default on CPU) on those samples only, which is less work.
         """
-        factors, order = p["factors"], p["order"]
-        ops = _JITTER_OPS if x.shape[1] == 3 else _JITTER_OPS[:2]
-        if x.is_cuda:
-            ident = torch.tensor(_IDENTITY, device=x.device, dtype=factors.dtype)
-            for slot in range(4):
-                for k, op in enumerate(ops):
-                    here = order[:, slot] == k
-                    x = op(x, torch.where(here, factors[:, k], ident[k]))
-            return x
-        x = x.clone()
-        active = p["jitter"]
+        if sync_free is None:
+            sync_free = x.is_cuda
+        factors, order, active = p["factors"], p["order"], p["jitter"]
+        rgb = x.shape[1] == 3
+        zero = torch.zeros((), device=x.device, dtype=x.dtype)
+        one = torch.ones((), device=x.device, dtype=x.dtype)
         for slot in range(4):
-            for k, op in enumerate(ops):
-                idx = torch.nonzero(active & (order[:, slot] == k)).flatten()
+            op = order[:, slot]
+            f = factors.gather(1, op[:, None])[:, 0].to(x.dtype)
+            is_b, is_c = active & (op == 0), active & (op == 1)
+            is_s, is_h = active & (op == 2) & rgb, active & (op == 3) & rgb
+            gray = grayscale(x)
+            mean = gray.mean(dim=(1, 2, 3))
+            scale = torch.where(is_b | is_c | is_s, f, one)
+            shift = torch.where(is_c, (1 - f) * mean, zero)
+            y = torch.addcmul(_view(shift), _view(scale), x)
+            if rgb:
+                y.addcmul_(_view(torch.where(is_s, 1 - f, zero)), gray)
+            x = y.clamp_(0, 1)
+            if not rgb:
+                continue
+            if sync_free:
+                x = torch.where(_view(is_h), adjust_hue(x, torch.where(is_h, f, zero)), x)
+            else:
+                idx = torch.nonzero(is_h).flatten()
                 if len(idx):
-                    x[idx] = op(x[idx], factors[idx, k])
+                    x[idx] = adjust_hue(x[idx], f[idx])
         return x
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from simcne.augment import Augment, adjust_hue, grayscale
+from simcne.augment import (Augment, adjust_brightness, adjust_contrast, adjust_hue,
+                             adjust_saturation, grayscale)
 
 
 def _batch(n=64, c=3, h=16, w=16, seed=0):
@@ -82,3 +83,29 @@ def test_hue_matches_colorsys():
 def test_grayscale_weights():
     x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     assert grayscale(x).item() == pytest.approx(0.2989)
+
+
+def _jitter_one_op_at_a_time(x, p):
+    """Each sample's four operations applied one by one, in its order (the plain definition)."""
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    out = []
+    for i in range(len(x)):
+        xi = x[i : i + 1]
+        if p["jitter"][i]:
+            for k in p["order"][i].tolist():
+                if x.shape[1] == 3 or k < 2:
+                    xi = ops[k](xi, p["factors"][i, k : k + 1])
+        out.append(xi)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_batched_colour_jitter_equals_one_operation_at_a_time(channels):
+    x = _batch(n=48, c=channels).float() / 255
+    a = Augment(size=16)
+    p = a.sample(48, (16, 16), generator=torch.Generator().manual_seed(5))
+    want = _jitter_one_op_at_a_time(x, p)
+    # the CPU default works on each operation's samples; the sync-free (CUDA) way on all
+    for sync_free in (False, True):
+        got = a.color_jitter(x, p, sync_free=sync_free)
+        assert torch.allclose(got, want, atol=1e-5), sync_free

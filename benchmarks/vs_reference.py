@@ -1,0 +1,320 @@
+"""simcne's training path against a reference-style pipeline, side by side, in one run.
+
+Both sides train the same network (same backbone, same initial weights, fp32 on CPU), with
+the same loss (``simcne.losses.info_nce``, Cauchy kernel), SGD (momentum 0.9, weight decay
+5e-4, lr 0.03 * batch / 256), gradient clipping by value at 4, batch size, image size and
+torch thread count. They differ in how views are made:
+
+- reference: uint8 (N, H, W, C) images -> PIL images augmented one by one
+  (``benchmarks/pil_reference.py``) in a torch DataLoader with ``--workers`` worker
+  processes -> float tensors collated into a batch -> the step;
+- simcne: ``simcne.train.train_stage`` on ``simcne.data.load(images)`` (the uint8 store):
+  one gather per batch, ``simcne.augment.Augment`` on the whole batch, ``train_step``.
+
+Timed segments of ``--steps`` steps alternate between the sides (the order flips every
+repeat), so a machine shared with other jobs slows both alike; the median over
+``--repeats`` is reported. Before each reference segment the batches its workers prefetched
+while the other side ran are drained untimed, so it gets no head start. Also timed in the
+same loop: making the two views of a batch (gather, to float, Augment twice) alone, as a
+share of a simcne step.
+
+On CUDA (``--device cuda``), the simcne side runs whole epochs of ``--n-images`` images
+(default 60,000 32x32 images at batch 512, store on the GPU, bf16 autocast, channels_last)
+and reports seconds per epoch and TFLOP/s at 3.33 GFLOP per 32x32 view (forward + backward,
+ResNet18 with the SimCLR stem); the reference side is timed over ``--steps`` steps.
+
+The figures go to the terminal and into BENCHMARKS.md (a block per device, replaced on each
+run), with the machine, the command and the date.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/vs_reference.py                 # CPU, both backbones
+    PYTHONPATH=. python benchmarks/vs_reference.py --device cuda --backbones resnet18
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pil_reference  # noqa: E402
+from simcne.augment import Augment  # noqa: E402
+from simcne.data import load  # noqa: E402
+from simcne.losses import info_nce  # noqa: E402
+from simcne.models import make_model  # noqa: E402
+from simcne.train import Stage, autocast_for, train_stage, train_step  # noqa: E402
+
+GFLOP_PER_VIEW = 3.33  # ResNet18, SimCLR stem, 32x32, forward + backward
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model(name, device, seed=0):
+    torch.manual_seed(seed)
+    m = make_model(name, image_size=(32, 32)).to(device)
+    if device.type == "cuda":
+        m = m.to(memory_format=torch.channels_last)
+    return m.train()
+
+
+# -- the reference-style side ------------------------------------------------------------------
+class Reference:
+    """PIL views made in DataLoader workers; an fp32 step as a reference training script has."""
+
+    def __init__(self, name, images, batch, workers, device, lr):
+        self.device = device
+        self.model = _model(name, device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=0.9,
+                                   weight_decay=5e-4)
+        self.prefetch = 2
+        kw = dict(persistent_workers=True, prefetch_factor=self.prefetch) if workers else {}
+        self.loader = torch.utils.data.DataLoader(
+            pil_reference.TwoViews(images), batch_size=batch, shuffle=True, drop_last=True,
+            num_workers=workers, pin_memory=device.type == "cuda", **kw)
+        self.workers = workers
+        self.it = iter(self.loader)
+
+    def _next(self):
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.it = iter(self.loader)
+            return next(self.it)
+
+    def drain(self):
+        """Throw away what the workers made while the other side was being timed."""
+        for _ in range(self.workers * self.prefetch):
+            self._next()
+
+    def step(self):
+        x1, x2 = self._next()
+        views = torch.cat([x1, x2]).to(self.device, non_blocking=True)
+        z, _ = self.model(views)
+        loss = info_nce(z)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_value_(self.model.parameters(), 4.0)
+        self.opt.step()
+        return loss.detach()
+
+    def run(self, steps):
+        self.drain()
+        _sync(self.device)
+        t = time.perf_counter()
+        total = sum(self.step() for _ in range(steps))
+        float(total)
+        return time.perf_counter() - t
+
+
+# -- simcne's side -------------------------------------------------------------------------------
+class SimCNE:
+    """simcne.train.train_stage, one epoch of ``steps`` batches of the uint8 store per call."""
+
+    def __init__(self, name, images, batch, steps, device, lr, compile=False, on_host=False):
+        self.device = device
+        self.model = _model(name, device)
+        store = load(images[: batch * steps])
+        if device.type == "cuda" and not on_host:
+            store = store.to(device)
+        self.store = store
+        self.batch, self.lr, self.compile = batch, lr, compile
+        self.gen = torch.Generator(device=device).manual_seed(1)
+        self.shuffle = torch.Generator().manual_seed(2)
+        aug = Augment(size=32)
+        self.augment = lambda x: aug(x, generator=self.gen)
+        self.forward = torch.compile(self.model) if compile else self.model
+
+    def run(self, steps=None):
+        """Time one epoch of the store."""
+        _sync(self.device)
+        t = time.perf_counter()
+        train_stage(self.forward, self.store, Stage(1, 1, self.lr, 0), batch_size=self.batch,
+                    augment=self.augment, loss_fn=info_nce, device=self.device,
+                    generator=self.shuffle)
+        _sync(self.device)
+        return time.perf_counter() - t
+
+    def check_no_host_sync(self, steps=3):
+        """CUDA: run train_step under torch's sync debug mode "error": any host
+        synchronisation inside the step raises."""
+        x = self.store.batch(torch.arange(self.batch, device=self.device)).float().div_(255)
+        opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9,
+                              weight_decay=5e-4)
+        train_step(self.forward, opt, x, self.augment, info_nce, 4.0, autocast_for(self.device))
+        torch.cuda.synchronize(self.device)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(steps):
+                train_step(self.forward, opt, x, self.augment, info_nce, 4.0,
+                           autocast_for(self.device))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize(self.device)
+
+    def views_only(self, steps):
+        """The same views of a batch as a step makes (gather, float, Augment twice), alone."""
+        n = len(self.store)
+        order = torch.randperm(n, generator=self.shuffle)
+        _sync(self.device)
+        t = time.perf_counter()
+        for i in range(steps):
+            x = self.store.batch(order[i * self.batch:(i + 1) * self.batch])
+            x = x.to(self.device).float().div_(255)
+            v = torch.cat([self.augment(x), self.augment(x)])
+        float(v[0, 0, 0, 0])
+        _sync(self.device)
+        return time.perf_counter() - t
+
+
+# -- reporting -------------------------------------------------------------------------------------
+def machine(device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    s = (f"{os.cpu_count()}-core CPU ({cpu}), {platform.system()} {platform.release()}, "
+         f"Python {platform.python_version()}, torch {torch.__version__}")
+    if device.type == "cuda":
+        s += f", GPU {torch.cuda.get_device_name(device)}"
+    return s
+
+
+def write_block(text: str, key: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Replace the block between this key's markers in ``path`` (or append it)."""
+    begin, end = f"<!-- {key} begin -->", f"<!-- {key} end -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backbones", nargs="+", default=["resnet_small", "resnet18"])
+    p.add_argument("--batch", type=int, nargs="+", default=None,
+                   help="batch size, one per backbone or one for all (CPU: 128, CUDA: 512)")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="steps per timed segment, one per backbone or one for all")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
+    p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
+    p.add_argument("--n-images", type=int, default=60000, help="CUDA: images per epoch")
+    p.add_argument("--compile", action="store_true", help="torch.compile simcne's network")
+    p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    a = p.parse_args(argv)
+    device = torch.device(a.device)
+    cuda = device.type == "cuda"
+    torch.set_num_threads(a.threads)
+    nb = len(a.backbones)
+    batches = a.batch or [512 if cuda else 128]
+    steps = a.steps or [10 if cuda else 4]
+    batches = batches * nb if len(batches) == 1 else batches
+    steps = steps * nb if len(steps) == 1 else steps
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print(f"{machine(device)}\n{a.threads} torch threads, reference: {a.workers} DataLoader "
+          f"workers (1 thread each); load average {load_before[0]:.1f}", flush=True)
+    rows, notes = [], []
+    for name, batch, k in zip(a.backbones, batches, steps):
+        lr = 0.03 * batch / 256
+        n = max(a.n_images if cuda else 0, batch * k * 2)
+        images = np.random.default_rng(0).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        ref = Reference(name, images, batch, a.workers, device, lr)
+        ours = SimCNE(name, images, batch, k, device, lr, compile=a.compile)
+        # warm-up: worker start-up, oneDNN/cuDNN set-up, compilation
+        ref.run(1)
+        ours.run()
+        ours.views_only(1)
+        t_ref, t_ours, t_views = [], [], []
+        for r in range(a.repeats):
+            sides = [("ref", ref), ("ours", ours)]
+            for side, obj in sides if r % 2 == 0 else sides[::-1]:
+                (t_ref if side == "ref" else t_ours).append(obj.run(k))
+            t_views.append(ours.views_only(k))
+        ips_ref = statistics.median(batch * k / t for t in t_ref)
+        ips_ours = statistics.median(batch * k / t for t in t_ours)
+        share = statistics.median(v / o for v, o in zip(t_views, t_ours))
+        ratios = [r / o for r, o in zip(t_ref, t_ours)]
+        ratio = statistics.median(ratios)
+        rows.append((name, batch, ips_ref, ips_ours, ratio, share, ratios))
+        print(f"{name:>14s} batch {batch}: reference {ips_ref:8.1f} images/s, simcne "
+              f"{ips_ours:8.1f} images/s, ratio {ratio:.2f}x "
+              f"({', '.join(f'{r:.2f}' for r in ratios)}); making the views = "
+              f"{100 * share:.1f} % of a simcne step", flush=True)
+        if cuda:
+            ours.check_no_host_sync()
+            notes.append(f"{name}: no host synchronisation inside train_step (ran under "
+                         "torch.cuda.set_sync_debug_mode('error'))")
+            for where in ("GPU", "host"):
+                full = SimCNE(name, images, batch, n // batch, device, lr, compile=a.compile,
+                              on_host=where == "host")
+                full.run()  # warm-up epoch
+                secs = statistics.median(full.run() for _ in range(max(1, a.repeats - 1)))
+                imgs = (n // batch) * batch
+                tflops = 2 * imgs * GFLOP_PER_VIEW / secs / 1000
+                line = (f"{name}, uint8 store on the {where}"
+                        + (" (pinned staging, copies on a side stream)" if where == "host" else "")
+                        + f": {secs:.2f} s per epoch of {n:,} 32x32 images at batch {batch} "
+                        f"({imgs / secs:,.0f} images/s); {tflops:.1f} TFLOP/s at "
+                        f"{GFLOP_PER_VIEW} GFLOP per view"
+                        + (" (ResNet18's figure)" if name != "resnet18" else ""))
+                notes.append(line)
+                print(line, flush=True)
+                del full
+        del ref, ours
+    load_after = os.getloadavg()
+    if a.no_write:
+        return
+    cmd = "PYTHONPATH=. python benchmarks/vs_reference.py " + " ".join(
+        shlex.quote(s) for s in (sys.argv[1:] if argv is None else argv))
+    lines = [
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine(device)}.",
+        f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"(other jobs share this machine: read the ratios, not the absolute figures).",
+        f"Threads: {a.threads} torch threads on both sides; the reference's DataLoader has "
+        f"{a.workers} worker processes (1 torch thread each) on the same cores. "
+        f"{a.repeats} alternating repeats, medians.",
+        "",
+        "```sh",
+        cmd.rstrip(),
+        "```",
+        "",
+        "| backbone | batch | reference-style (PIL, DataLoader) | simcne | ratio (median of the repeats' ratios) | each repeat | making the views, share of a simcne step |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, batch, r_ips, o_ips, ratio, share, ratios in rows:
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        lines.append(f"| `{name}` | {batch} | {r_ips:,.1f} images/s | {o_ips:,.1f} images/s "
+                     f"| {ratio:.2f}x | {each} | {100 * share:.1f} % |")
+    lines += [""] + [f"- {n}" for n in notes]
+    write_block("\n".join(lines), f"vs_reference:{device.type}")
+
+
+if __name__ == "__main__":
+    main()
