@@ -126,8 +126,9 @@ class Reference:
 class SimCNE:
     """simcne.train.train_stage, one epoch of ``steps`` batches of the uint8 store per call."""
 
-    def __init__(self, name, images, batch, steps, device, lr, compile=False, on_host=False):
-        self.device = device
+    def __init__(self, name, images, batch, steps, device, lr, compile=False, on_host=False,
+                 precision="auto"):
+        self.device, self.precision = device, precision
         self.model = _model(name, device)
         store = load(images[: batch * steps])
         if device.type == "cuda" and not on_host:
@@ -146,7 +147,7 @@ class SimCNE:
         t = time.perf_counter()
         train_stage(self.forward, self.store, Stage(1, 1, self.lr, 0), batch_size=self.batch,
                     augment=self.augment, loss_fn=info_nce, device=self.device,
-                    generator=self.shuffle)
+                    generator=self.shuffle, precision=self.precision)
         _sync(self.device)
         return time.perf_counter() - t
 
@@ -156,13 +157,13 @@ class SimCNE:
         x = self.store.batch(torch.arange(self.batch, device=self.device)).float().div_(255)
         opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9,
                               weight_decay=5e-4)
-        train_step(self.forward, opt, x, self.augment, info_nce, 4.0, autocast_for(self.device))
+        train_step(self.forward, opt, x, self.augment, info_nce, 4.0, autocast_for(self.device, self.precision))
         torch.cuda.synchronize(self.device)
         torch.cuda.set_sync_debug_mode("error")
         try:
             for _ in range(steps):
                 train_step(self.forward, opt, x, self.augment, info_nce, 4.0,
-                           autocast_for(self.device))
+                           autocast_for(self.device, self.precision))
         finally:
             torch.cuda.set_sync_debug_mode("default")
         torch.cuda.synchronize(self.device)
@@ -226,6 +227,8 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
     p.add_argument("--n-images", type=int, default=60000, help="CUDA: images per epoch")
     p.add_argument("--compile", action="store_true", help="torch.compile simcne's network")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="simcne's precision (TSimCNE(precision=...)); the reference is fp32")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     a = p.parse_args(argv)
     device = torch.device(a.device)
@@ -246,7 +249,8 @@ def main(argv=None):
         n = max(a.n_images if cuda else 0, batch * k * 2)
         images = np.random.default_rng(0).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         ref = Reference(name, images, batch, a.workers, device, lr)
-        ours = SimCNE(name, images, batch, k, device, lr, compile=a.compile)
+        ours = SimCNE(name, images, batch, k, device, lr, compile=a.compile,
+                      precision=a.precision)
         # warm-up: worker start-up, oneDNN/cuDNN set-up, compilation
         ref.run(1)
         ours.run()
@@ -273,7 +277,7 @@ def main(argv=None):
                          "torch.cuda.set_sync_debug_mode('error'))")
             for where in ("GPU", "host"):
                 full = SimCNE(name, images, batch, n // batch, device, lr, compile=a.compile,
-                              on_host=where == "host")
+                              on_host=where == "host", precision=a.precision)
                 full.run()  # warm-up epoch
                 secs = statistics.median(full.run() for _ in range(max(1, a.repeats - 1)))
                 imgs = (n // batch) * batch
@@ -299,7 +303,8 @@ def main(argv=None):
         f"(other jobs share this machine: read the ratios, not the absolute figures).",
         f"Threads: {a.threads} torch threads on both sides; the reference's DataLoader has "
         f"{a.workers} worker processes (1 torch thread each) on the same cores. "
-        f"{a.repeats} alternating repeats, medians.",
+        f"{a.repeats} alternating repeats, medians. simcne's precision: {a.precision} "
+        f"(TSimCNE(precision={a.precision!r})); the reference is fp32.",
         "",
         "```sh",
         cmd.rstrip(),
@@ -313,7 +318,8 @@ def main(argv=None):
         lines.append(f"| `{name}` | {batch} | {r_ips:,.1f} images/s | {o_ips:,.1f} images/s "
                      f"| {ratio:.2f}x | {each} | {100 * share:.1f} % |")
     lines += [""] + [f"- {n}" for n in notes]
-    write_block("\n".join(lines), f"vs_reference:{device.type}")
+    key = device.type + ("" if a.precision == "auto" else f"-{a.precision}")
+    write_block("\n".join(lines), f"vs_reference:{key}")
 
 
 if __name__ == "__main__":

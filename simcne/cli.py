@@ -107,6 +107,9 @@ CLI_PARAMS = {
                "cuda, cuda:1, ..."),
     "compile": (dict(action=argparse.BooleanOptionalAction), _ONE,
                 "torch.compile the network for training"),
+    "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
+                  "forward passes in bf16 autocast: auto (on CUDA only), bf16 (everywhere), "
+                  "fp32 (never)"),
 }
 
 

@@ -15,7 +15,7 @@ from .augment import Augment, resize
 from .losses import METRICS, info_nce
 from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
                      set_trainable)
-from .train import PREFIX, Stage, embed, train_stage
+from .train import PRECISIONS, PREFIX, Stage, embed, train_stage
 
 _STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
 
@@ -104,6 +104,11 @@ class TSimCNE:
         "auto" is CUDA when available, else CPU.
     compile : bool, default=False
         Wrap the network in ``torch.compile`` for training.
+    precision : {"auto", "bf16", "fp32"}, default="auto"
+        Arithmetic of the network's forward passes (training and transform). "auto" is bf16
+        autocast on CUDA and fp32 elsewhere; "bf16" is bf16 autocast on any device (on CPUs
+        with native bf16 support it trains faster, at bf16's rounding); "fp32" never
+        autocasts. The loss is always computed in fp32.
     callbacks : callable, list of callables or None, default=None
         Called after every epoch as ``callback(stage, epoch, loss, model)``; a truthy return
         stops training and keeps the result so far.
@@ -156,6 +161,7 @@ class TSimCNE:
         random_state=None,
         device="auto",
         compile=False,
+        precision="auto",
         callbacks=None,
         verbose=False,
     ):
@@ -180,6 +186,7 @@ class TSimCNE:
         self.random_state = random_state
         self.device = device
         self.compile = compile
+        self.precision = precision
         self.callbacks = callbacks
         self.verbose = verbose
 
@@ -294,6 +301,8 @@ class TSimCNE:
                            "torch.device", self.device) from None
         if not isinstance(self.compile, bool):
             raise _err("compile", "a bool", self.compile)
+        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
+            raise _err("precision", f"one of {list(PRECISIONS)}", self.precision)
         cbs = self.callbacks
         if cbs is not None and not callable(cbs) and not (
                 isinstance(cbs, (list, tuple)) and all(callable(c) for c in cbs)):
@@ -392,7 +401,8 @@ class TSimCNE:
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
-                      verbose=int(self.verbose), compile=self.compile, history=history)
+                      verbose=int(self.verbose), compile=self.compile,
+                      precision=self.precision, history=history)
         stages = [Stage(i + 1, e, lr, w)
                   for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
         try:
@@ -432,7 +442,8 @@ class TSimCNE:
 
     def _embed(self, store, backbone_features: bool = False):
         return embed(self.model_, store, image_size=self.image_size_, device=self._device,
-                     backbone_features=backbone_features, resize=resize)
+                     backbone_features=backbone_features, resize=resize,
+                     precision=self.precision)
 
     # -- transform --------------------------------------------------------------------------
     def transform(self, X, return_labels: bool = False, return_backbone_feat: bool = False):

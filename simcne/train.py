@@ -54,11 +54,18 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_for(device: torch.device, precision: str = "auto"):
+    """The autocast context of a forward pass.
+
+    ``"auto"``: bf16 autocast on CUDA, plain fp32 elsewhere; ``"bf16"``: bf16 autocast on
+    any device (on CPUs with native bf16 it is faster, at bf16's rounding); ``"fp32"``: none.
+    """
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> torch.Tensor:
@@ -95,6 +102,7 @@ def train_stage(
     callbacks=(),
     verbose: int = 0,
     compile: bool = False,
+    precision: str = "auto",
     history: list | None = None,
 ) -> bool:
     """Train ``model`` for one stage. Returns True when a callback asked to stop.
@@ -110,7 +118,7 @@ def train_stage(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
     forward = torch.compile(model) if compile else model
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, precision)
     model.train()
     bar = None
     if verbose:
@@ -232,7 +240,7 @@ class _Rows:
 
 @torch.inference_mode()
 def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None = None,
-          backbone_features: bool = False, resize=None):
+          backbone_features: bool = False, resize=None, precision: str = "auto"):
     """Model outputs (and backbone features) for every image of ``store``, no augmentation.
 
     Streams: batches of ``batch_size`` images (default 4096 on CUDA; 256 elsewhere, where
@@ -243,7 +251,7 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
     for the device at every batch). Backbone features are kept only when asked for.
     """
     model.eval()
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, precision)
     n = len(store)
     if batch_size is None:
         batch_size = 4096 if device.type == "cuda" else 256

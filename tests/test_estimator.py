@@ -129,3 +129,24 @@ def test_short_training_on_digits_beats_an_untrained_network(digits):
                     random_state=0).fit_transform(X)
     acc0, acc1 = knn_accuracy(untrained, y), knn_accuracy(trained, y)
     assert acc1 > 0.38 and acc1 > acc0 + 0.12, (acc0, acc1)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_precision_selects_the_autocast_of_every_forward_pass(tiny, monkeypatch):
+    from simcne import train
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not isinstance(train.autocast_for(cpu), torch.autocast)
+    assert not isinstance(train.autocast_for(cuda, "fp32"), torch.autocast)
+    assert train.autocast_for(cuda).fast_dtype == torch.bfloat16
+    assert train.autocast_for(cpu, "bf16").fast_dtype == torch.bfloat16
+    seen = []
+    original = train.autocast_for
+    monkeypatch.setattr(train, "autocast_for", lambda d, p="auto": seen.append(p) or original(d, p))
+    est = quick(precision="bf16").fit(tiny[0])
+    assert set(seen) == {"bf16"} and len(seen) == 3 + 3  # three stages, three embeddings
+    assert np.isfinite(est.loss_history_["loss"]).all()
+    fp32 = quick().fit_transform(tiny[0])
+    # bf16 rounding changes the result, but not beyond recognition after a few steps
+    assert not np.array_equal(est.embedding_, fp32)
+    assert np.corrcoef(est.embedding_.ravel(), fp32.ravel())[0, 1] > 0.5

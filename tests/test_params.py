@@ -36,6 +36,7 @@ BAD = [
     ("device", "gpu0", "device"),
     ("device", 3, "device"),
     ("compile", "yes", "compile"),
+    ("precision", "fp16", "precision"),
     ("callbacks", [print, 3], "callbacks"),
     ("verbose", "loud", "verbose"),
 ]
