@@ -107,6 +107,10 @@ CLI_PARAMS = {
                "cuda, cuda:1, ..."),
     "compile": (dict(action=argparse.BooleanOptionalAction), _ONE,
                 "torch.compile the network for training"),
+    "checkpoint": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
+                   "keep the run in FILE while it trains (every --checkpoint-every epochs); "
+                   "run the same command again after a crash to go on from it"),
+    "checkpoint_every": (dict(type=int, metavar="N"), _ONE, "epochs between checkpoints"),
     "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
                   "forward passes in bf16 autocast: auto (on CUDA only), bf16 (everywhere), "
                   "fp32 (never)"),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -12,6 +15,7 @@ from torch import nn
 
 from . import data as _data
 from .augment import Augment, resize
+from .checkpoint import load_checkpoint, save_checkpoint, training_params
 from .losses import METRICS, info_nce
 from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
                      set_trainable)
@@ -109,6 +113,15 @@ class TSimCNE:
         autocast on CUDA and fp32 elsewhere; "bf16" is bf16 autocast on any device (on CPUs
         with native bf16 support it trains faster, at bf16's rounding); "fp32" never
         autocasts. The loss is always computed in fp32.
+    checkpoint : str, path or None, default=None
+        A file to keep the run in while it trains: written atomically every
+        ``checkpoint_every`` epochs and at the end of each stage, removed when ``fit``
+        completes. When it exists at the start of ``fit`` (a crashed or interrupted run with
+        the same parameters and data), training goes on from it instead of starting over;
+        on CPU with the same thread count the result equals an uninterrupted run's. A file
+        from a run with other parameters or data is refused with a ValueError.
+    checkpoint_every : int, default=10
+        Epochs between checkpoints.
     callbacks : callable, list of callables or None, default=None
         Called after every epoch as ``callback(stage, epoch, loss, model)``; a truthy return
         stops training and keeps the result so far.
@@ -162,6 +175,8 @@ class TSimCNE:
         device="auto",
         compile=False,
         precision="auto",
+        checkpoint=None,
+        checkpoint_every=10,
         callbacks=None,
         verbose=False,
     ):
@@ -187,6 +202,8 @@ class TSimCNE:
         self.device = device
         self.compile = compile
         self.precision = precision
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
         self.callbacks = callbacks
         self.verbose = verbose
 
@@ -303,6 +320,12 @@ class TSimCNE:
             raise _err("compile", "a bool", self.compile)
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
             raise _err("precision", f"one of {list(PRECISIONS)}", self.precision)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise _err("checkpoint", "None or a file path", self.checkpoint)
+        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
+            raise _err("checkpoint", "None or a file path (not a folder)", self.checkpoint)
+        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 1:
+            raise _err("checkpoint_every", "an int >= 1", self.checkpoint_every)
         cbs = self.callbacks
         if cbs is not None and not callable(cbs) and not (
                 isinstance(cbs, (list, tuple)) and all(callable(c) for c in cbs)):
@@ -366,6 +389,15 @@ class TSimCNE:
         self._validate_params()
         store = _data.load(X, y)
         self._resolve(store)
+        self._resume = None
+        if self.checkpoint is not None:
+            self._resume = load_checkpoint(self.checkpoint, training_params(self), len(store))
+            if self._resume is not None:
+                self._seed = self._resume["seed"]
+                if self.verbose:
+                    print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
+                          f"stage {self._resume['stage']}, epoch {self._resume['epoch']} done",
+                          file=sys.stderr, flush=True)
         device = self._device
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
@@ -395,38 +427,71 @@ class TSimCNE:
 
         callbacks = ([] if self.callbacks is None else
                      [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
-        history: list = []
-        self.stage_embeddings_ = []
+        resume = self._resume
+        history: list = [] if resume is None else [tuple(r) for r in resume["history"].tolist()]
+        self.stage_embeddings_ = ([] if resume is None else
+                                  [e.numpy() for e in resume["stage_embeddings"]])
+        first = 1 if resume is None else resume["stage"]  # the stage to go on with
+
+        def start(number: int) -> dict:
+            """Where stage ``number`` starts: from scratch, or from the checkpoint."""
+            if resume is None or number != first:
+                return {}
+            model.load_state_dict(resume["model"])
+            gen.set_state(resume["rng"]["augment"])
+            shuffle_gen.set_state(resume["rng"]["shuffle"])
+            torch.set_rng_state(resume["rng"]["torch"])
+            return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
+
+        on_epoch_end = None
+        if self.checkpoint is not None:
+            params, every = training_params(self), self.checkpoint_every
+
+            def on_epoch_end(stage, epoch, opt):
+                if epoch % every and epoch != stages[stage - 1].epochs:
+                    return
+                save_checkpoint(
+                    self.checkpoint, params=params, seed=self._seed, n_images=len(store),
+                    stage=stage, epoch=epoch, model=model, optimizer=opt,
+                    rng={"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
+                         "torch": torch.get_rng_state()},
+                    history=history, stage_embeddings=self.stage_embeddings_)
+
         common = dict(batch_size=self._batch_size, augment=augment, loss_fn=loss_fn,
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
                       verbose=int(self.verbose), compile=self.compile,
-                      precision=self.precision, history=history)
+                      precision=self.precision, history=history, on_epoch_end=on_epoch_end)
         stages = [Stage(i + 1, e, lr, w)
                   for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
+        stopped = False
         try:
             # stage 1: the whole network, pretrain_out_dim outputs
-            set_trainable(model)
-            stopped = train_stage(model, train_store, stages[0], **common)
+            if first == 1:
+                set_trainable(model)
+                stopped = train_stage(model, train_store, stages[0], **common, **start(1))
             # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, 1)
             layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
                                         .manual_seed(self._seed + 2))
-            self.stage_embeddings_.append(self._embed(train_store))
-            if len(stages) > 1 and not stopped:
+            if first == 1:
+                self.stage_embeddings_.append(self._embed(train_store))
+            if len(stages) > 1 and not stopped and first <= 2:
                 # stage 2: only the new layer
                 self.n_trainable_stage2_ = set_trainable(model, only=layer)
-                stopped = train_stage(model, train_store, stages[1], **common)
+                stopped = train_stage(model, train_store, stages[1], **common, **start(2))
                 self.stage_embeddings_.append(self._embed(train_store))
             if len(stages) > 2 and not stopped:
                 # stage 3: everything, at a small learning rate
                 set_trainable(model)
-                train_stage(model, train_store, stages[2], **common)
+                stopped = train_stage(model, train_store, stages[2], **common, **start(3))
                 self.stage_embeddings_.append(self._embed(train_store))
         finally:
             set_trainable(model)
             self.loss_history_ = np.array(
                 history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
+        if self.checkpoint is not None and not stopped:
+            Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
         self.embedding_ = self.stage_embeddings_[-1]
         if self.verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",

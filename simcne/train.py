@@ -104,12 +104,18 @@ def train_stage(
     compile: bool = False,
     precision: str = "auto",
     history: list | None = None,
+    start_epoch: int = 0,
+    optimizer_state: dict | None = None,
+    on_epoch_end: Callable | None = None,
 ) -> bool:
     """Train ``model`` for one stage. Returns True when a callback asked to stop.
 
     ``store`` hands out uint8 batches (``store.batch(index)``); ``augment`` maps a float
     batch in [0, 1] to one random view. Each epoch's mean loss is appended to ``history`` as
     ``(stage, epoch, loss)`` and passed to each ``callback(stage, epoch, loss, model)``.
+    To go on from a checkpoint, ``start_epoch`` epochs count as done and the optimiser
+    starts from ``optimizer_state``; ``on_epoch_end(stage, epoch, optimizer)`` runs after
+    every epoch, before the callbacks (it writes checkpoints).
     """
     if stage.epochs == 0:
         return False
@@ -117,6 +123,8 @@ def train_stage(
     steps = n // batch_size
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     forward = torch.compile(model) if compile else model
     autocast = autocast_for(device, precision)
     model.train()
@@ -128,12 +136,12 @@ def train_stage(
         print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
               f"{batch_size} images, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
               f"{n_train:,} trainable parameters", file=sys.stderr)
-        bar = tqdm(total=stage.epochs, desc=f"stage {stage.number}", unit="epoch",
-                   file=sys.stderr, leave=False)
+        bar = tqdm(total=stage.epochs, initial=start_epoch, desc=f"stage {stage.number}",
+                   unit="epoch", file=sys.stderr, leave=False)
     t0 = time.perf_counter()
     loss_value = float("nan")
     try:
-        for epoch in range(stage.epochs):
+        for epoch in range(start_epoch, stage.epochs):
             order = torch.randperm(n, generator=generator)
             if store.device == device:
                 order = order.to(device, non_blocking=True)
@@ -155,6 +163,8 @@ def train_stage(
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 bar.update()
+            if on_epoch_end is not None:
+                on_epoch_end(stage.number, epoch + 1, opt)
             if any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks):
                 return True
     finally:
