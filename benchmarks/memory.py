@@ -1,26 +1,27 @@
-"""Peak host memory (RSS) of simcne's training path on 1,000,000 32x32x3 uint8 images (CPU).
+"""Peak host memory (RSS) of ``TSimCNE.fit`` on 1,000,000 32x32x3 uint8 images (CPU).
 
-What is measured, in one process, in the order ``TSimCNE.fit`` does it:
+What runs, in one process:
 
 1. the images: one uint8 (N, 32, 32, 3) numpy array (3.07 GB for N = 1,000,000), filled in
    chunks so that making it needs no temporary copy;
-2. ``simcne.data.load(images)``: the store must share the array's memory (checked);
-3. ``simcne.train.train_stage`` with ``resnet_small`` for ``--steps`` steps of ``--batch``
-   images drawn at random from all N images (a 1M-image epoch takes hours on a CPU, and a
-   callback can stop only at the end of an epoch, so the stage runs on a view of the store
-   whose "epoch" is ``--steps`` batches, each batch drawn from all N images);
-4. ``simcne.train.embed`` over all N images, as fit does at the end of each stage. Running
-   ``resnet_small`` over 1M images takes about an hour here, so by default a small network with
-   the same outputs (z of ``out_dim`` and 128 backbone features) streams all N images, and
-   ``resnet_small`` embeds the first ``--embed-images`` images (with backbone features, as
-   ``transform(..., return_backbone_feat=True)`` does).
+2. ``TSimCNE(backbone="resnet_small", total_epochs=[1, 1, 1], batch_size=--batch).fit(images)``:
+   the whole of ``fit`` (reading the array, the three stages, the stage-2 surgery, the
+   embedding of all N images after each stage), except that in each stage only the first
+   ``--steps`` steps compute. The other steps of the epoch still gather and convert their
+   batches (the data path), but ``train_step`` returns the last loss instead of training:
+   a 1M-image epoch of ``resnet_small`` takes hours on this CPU, and the memory a step
+   needs is the same every step.
 
-Peak RSS is the kernel's high-water mark (``ru_maxrss``); it is compared with the uint8
-images plus the model (parameters, buffers, SGD momentum). The result goes to BENCHMARKS.md.
+RSS is read after each phase (``/proc/self/statm``) and the peak is the kernel's high-water
+mark (``ru_maxrss``); the peak is compared with the uint8 images plus the model (parameters,
+buffers and SGD momentum). Freed memory is kept for reuse during training and embedding on
+CPU (``simcne._heap``); ``SIMCNE_REUSE_FREED_MEMORY=0`` in the environment measures glibc's
+default behaviour instead. The result goes to BENCHMARKS.md (one block per setting).
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/memory.py                  # N = 1,000,000
+    PYTHONPATH=. python benchmarks/memory.py                  # N = 1,000,000, batch 512
+    SIMCNE_REUSE_FREED_MEMORY=0 PYTHONPATH=. python benchmarks/memory.py
     PYTHONPATH=. python benchmarks/memory.py --n 100000 --no-write
 """
 
@@ -36,15 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_reference import machine, write_block  # noqa: E402
-from simcne.augment import Augment  # noqa: E402
-from simcne.data import load  # noqa: E402
-from simcne.losses import info_nce  # noqa: E402
-from simcne.models import make_model  # noqa: E402
-from simcne.train import Stage, embed, train_stage  # noqa: E402
+import simcne.estimator  # noqa: E402
+import simcne.train  # noqa: E402
+from simcne import TSimCNE, _heap  # noqa: E402
 
 GB = 1e9
 
@@ -59,43 +57,32 @@ def current() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class FirstSteps:
-    """A store whose epoch is ``n`` images, each batch drawn at random from all of ``store``."""
+class FewSteps:
+    """Stands in for ``simcne.train.train_step``: the first ``steps`` calls of each stage
+    train, later ones return the last loss (their batches were still gathered and converted)."""
 
-    def __init__(self, store, n, seed=0):
-        self.store, self.n = store, n
-        self.gen = torch.Generator().manual_seed(seed)
-        self.device = store.device
+    def __init__(self, real, steps):
+        self.real, self.steps, self.done, self.loss, self.seconds = real, steps, 0, None, 0.0
 
-    def __len__(self):
-        return self.n
+    def new_stage(self):
+        self.done = 0
 
-    def batch(self, index):
-        return self.store.batch(torch.randint(len(self.store), (len(index),), generator=self.gen))
-
-
-class Tiny(nn.Module):
-    """Returns (z, h) like the real model: 128 features from pooled pixels, z of out_dim."""
-
-    def __init__(self, channels=3, out_dim=2):
-        super().__init__()
-        self.features = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                                      nn.Linear(16 * channels, 128))
-        self.head = nn.Linear(128, out_dim)
-
-    def forward(self, x):
-        h = self.features(x)
-        return self.head(h), h
+    def __call__(self, *args, **kwargs):
+        if self.done >= self.steps:
+            return self.loss
+        t = time.perf_counter()
+        self.loss = self.real(*args, **kwargs)
+        self.seconds += time.perf_counter() - t
+        self.done += 1
+        return self.loss
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=2, help="training steps per stage")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--embed-images", type=int, default=2_000,
-                   help="images resnet_small embeds (a small network streams all of them)")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -104,7 +91,7 @@ def main(argv=None):
 
     def note(what):
         rows.append((what, current(), peak()))
-        print(f"{what:<60s} RSS {current() / GB:6.2f} GB, peak {peak() / GB:6.2f} GB", flush=True)
+        print(f"{what:<70s} RSS {current() / GB:6.2f} GB, peak {peak() / GB:6.2f} GB", flush=True)
 
     note("python + torch + simcne imported")
     base = current()
@@ -115,47 +102,53 @@ def main(argv=None):
     data_bytes = images.nbytes
     note(f"{a.n:,} images, uint8 ({data_bytes / GB:.2f} GB)")
 
-    store = load(images)
-    assert np.shares_memory(store.images, images), "load copied the images"
-    note("simcne.data.load(images): shares the array's memory")
+    steps = FewSteps(simcne.train.train_step, a.steps)
+    real_stage, real_embed = simcne.train.train_stage, simcne.estimator.embed
+    t_embed = [0.0]
 
-    torch.manual_seed(0)
-    model = make_model("resnet_small", image_size=(32, 32))
+    def train_stage(model, store, stage, **kw):
+        steps.new_stage()
+        t = time.perf_counter()
+        out = real_stage(model, store, stage, **kw)
+        note(f"stage {stage.number}: {a.steps} steps of {a.batch} trained, "
+             f"{len(store) // a.batch - a.steps} gathered only ({time.perf_counter() - t:.0f} s)")
+        return out
+
+    def embed(model, store, **kw):
+        t = time.perf_counter()
+        out = real_embed(model, store, **kw)
+        t_embed[0] += time.perf_counter() - t
+        note(f"  embedding of all {len(store):,} images ({time.perf_counter() - t:.0f} s)")
+        return out
+
+    simcne.train.train_step = steps
+    simcne.estimator.train_stage = train_stage
+    simcne.estimator.embed = embed
+    t = time.perf_counter()
+    est = TSimCNE(backbone="resnet_small", total_epochs=[1, 1, 1], batch_size=a.batch,
+                  random_state=0, device="cpu").fit(images)
+    note(f"fit returned ({time.perf_counter() - t:.0f} s)")
+    assert est.embedding_.shape == (a.n, 2)
+    model = est.model_
     model_bytes = 2 * sum(t.numel() * t.element_size() for t in model.parameters())
     model_bytes += sum(t.numel() * t.element_size() for t in model.buffers())
-    gen = torch.Generator().manual_seed(1)
-    aug = Augment(size=32)
-    t = time.perf_counter()
-    train_stage(model, FirstSteps(store, a.steps * a.batch), Stage(1, 1, 0.03 * a.batch / 256, 0),
-                batch_size=a.batch, augment=lambda x: aug(x, generator=gen), loss_fn=info_nce,
-                device=torch.device("cpu"), generator=torch.Generator().manual_seed(2))
-    note(f"train_stage, resnet_small: {a.steps} steps of {a.batch} "
-         f"({time.perf_counter() - t:.0f} s)")
-
-    k = min(a.embed_images, a.n)
-    z, h = embed(model, load(images[:k]), image_size=(32, 32), device=torch.device("cpu"),
-                 backbone_features=True)
-    note(f"embed, resnet_small, first {k:,} images, with features")
-    del z, h
-    t = time.perf_counter()
-    z = embed(Tiny(), store, image_size=(32, 32), device=torch.device("cpu"))
-    out_bytes = z.nbytes
-    note(f"embed, small network, all {a.n:,} images, z only as fit does "
-         f"({out_bytes / 1e6:.0f} MB out, {time.perf_counter() - t:.0f} s)")
 
     top = peak()
     budget = data_bytes + model_bytes
-    print(f"\npeak RSS {top / GB:.2f} GB = {top / budget:.2f} x (images {data_bytes / GB:.2f} GB "
-          f"+ model {model_bytes / 1e6:.1f} MB); interpreter + torch alone {base / GB:.2f} GB; "
-          f"embedding {out_bytes / 1e6:.0f} MB")
+    reuse = _heap.enabled()
+    setting = ("freed memory kept for reuse (the default on CPU)" if reuse else
+               "glibc's default allocation (SIMCNE_REUSE_FREED_MEMORY=0)")
+    print(f"\n{setting}\npeak RSS {top / GB:.2f} GB = {top / budget:.2f} x (images "
+          f"{data_bytes / GB:.2f} GB + model {model_bytes / 1e6:.1f} MB); interpreter + torch "
+          f"alone {base / GB:.2f} GB; training step {steps.seconds / max(1, 3 * a.steps):.2f} s")
     if a.no_write:
         return
-    cmd = "PYTHONPATH=. python benchmarks/memory.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    cmd = ("" if reuse else "SIMCNE_REUSE_FREED_MEMORY=0 ") + \
+        "PYTHONPATH=. python benchmarks/memory.py " + " ".join(
+            sys.argv[1:] if argv is None else argv)
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine(torch.device('cpu'))}, "
-        f"{a.threads} torch threads (machine shared with other jobs; memory figures do not "
-        "depend on that).",
+        f"{a.threads} torch threads. {setting[0].upper() + setting[1:]}.",
         "",
         "```sh",
         cmd.rstrip(),
@@ -164,18 +157,17 @@ def main(argv=None):
         "| after | RSS | peak RSS so far |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {w} | {c / GB:.2f} GB | {pk / GB:.2f} GB |" for w, c, pk in rows]
+    lines += [f"| {w.strip()} | {c / GB:.2f} GB | {pk / GB:.2f} GB |" for w, c, pk in rows]
     lines += [
         "",
         f"Peak RSS {top / GB:.2f} GB = **{top / budget:.2f} x** (uint8 images "
-        f"{data_bytes / GB:.2f} GB + model with SGD momentum {model_bytes / 1e6:.1f} MB). Of the "
-        f"rest, {base / GB:.2f} GB is the interpreter with torch loaded, "
-        f"{out_bytes / 1e6:.0f} MB the (n, 2) embedding, and the remainder working memory: "
-        f"the training step's at batch {a.batch} (autograd's saved activations of "
-        f"{2 * a.batch} views, oneDNN buffers) or the embedding's, whichever is larger "
-        "(see the table).",
+        f"{data_bytes / GB:.2f} GB + model with SGD momentum {model_bytes / 1e6:.1f} MB), "
+        f"{(top - data_bytes - base) / GB:.2f} GB above the images and the interpreter with "
+        f"torch loaded ({base / GB:.2f} GB). A training step took "
+        f"{steps.seconds / max(1, 3 * a.steps):.2f} s on average (the first of each stage "
+        "included).",
     ]
-    write_block("\n".join(lines), "memory:cpu")
+    write_block("\n".join(lines), f"memory:cpu-batch{a.batch}" + ("" if reuse else "-default-malloc"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._heap import reuse_freed_memory
+
 PREFIX = "[simcne]"
 
 
@@ -140,39 +142,41 @@ def train_stage(
                    unit="epoch", file=sys.stderr, leave=False)
     t0 = time.perf_counter()
     loss_value = float("nan")
-    try:
-        for epoch in range(start_epoch, stage.epochs):
-            order = torch.randperm(n, generator=generator)
-            if store.device == device:
-                order = order.to(device, non_blocking=True)
-            total = torch.zeros((), device=device)
-            chunks = (order[i * batch_size : (i + 1) * batch_size] for i in range(steps))
-            for i, x in enumerate(device_batches(store, chunks, device)):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
-                x = x.float().div_(255)
-                total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
-            loss_value = float(total) / steps  # one host sync per epoch
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"The loss became {loss_value} in stage {stage.number}, epoch {epoch + 1}. "
-                    f"Lower the learning rate (lr={stage.lr:g} here) or check the input images."
-                )
-            if history is not None:
-                history.append((stage.number, epoch + 1, loss_value))
+    # CPU: freed activations stay mapped for the next step (see simcne._heap)
+    with reuse_freed_memory(device.type == "cpu"):
+        try:
+            for epoch in range(start_epoch, stage.epochs):
+                order = torch.randperm(n, generator=generator)
+                if store.device == device:
+                    order = order.to(device, non_blocking=True)
+                total = torch.zeros((), device=device)
+                chunks = (order[i * batch_size : (i + 1) * batch_size] for i in range(steps))
+                for i, x in enumerate(device_batches(store, chunks, device)):
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
+                    x = x.float().div_(255)
+                    total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
+                loss_value = float(total) / steps  # one host sync per epoch
+                if not math.isfinite(loss_value):
+                    raise TrainingDiverged(
+                        f"The loss became {loss_value} in stage {stage.number}, epoch {epoch + 1}. "
+                        f"Lower the learning rate (lr={stage.lr:g} here) or check the input images."
+                    )
+                if history is not None:
+                    history.append((stage.number, epoch + 1, loss_value))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_value:.4f}")
+                    bar.update()
+                if on_epoch_end is not None:
+                    on_epoch_end(stage.number, epoch + 1, opt)
+                if any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks):
+                    return True
+        finally:
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-                bar.update()
-            if on_epoch_end is not None:
-                on_epoch_end(stage.number, epoch + 1, opt)
-            if any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks):
-                return True
-    finally:
-        if bar is not None:
-            bar.close()
-        if verbose:
-            print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
-                  f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
+                bar.close()
+            if verbose:
+                print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
+                      f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
     return False
 
 
@@ -260,6 +264,13 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
     batch's outputs go into one preallocated (n, out_dim) array (from CUDA without waiting
     for the device at every batch). Backbone features are kept only when asked for.
     """
+    with reuse_freed_memory(device.type == "cpu"):
+        return _embed(model, store, image_size=image_size, device=device, batch_size=batch_size,
+                      backbone_features=backbone_features, resize=resize, precision=precision)
+
+
+def _embed(model, store, *, image_size, device, batch_size, backbone_features, resize,
+           precision):
     model.eval()
     autocast = autocast_for(device, precision)
     n = len(store)
