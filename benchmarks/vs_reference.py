@@ -13,7 +13,11 @@ torch thread count. They differ in how views are made:
 
 Timed segments of ``--steps`` steps alternate between the sides (the order flips every
 repeat), so a machine shared with other jobs slows both alike; the median over
-``--repeats`` is reported. Before each reference segment the batches its workers prefetched
+``--repeats`` is reported. Each segment follows one untimed step of its own side, so both
+are timed in their steady state: on CPU, simcne keeps freed memory for reuse within a stage
+(``simcne._heap``) and its first step of a stage fills that memory, which a real stage of
+hundreds of steps pays once; the reference side's first step after the other side ran
+refills what glibc handed back. Before each reference segment the batches its workers prefetched
 while the other side ran are drained untimed, so it gets no head start. Also timed in the
 same loop: making the two views of a batch (gather, to float, Augment twice) alone, as a
 share of a simcne step.
