@@ -257,10 +257,11 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
           backbone_features: bool = False, resize=None, precision: str = "auto"):
     """Model outputs (and backbone features) for every image of ``store``, no augmentation.
 
-    Streams: batches of ``batch_size`` images (default 4096 on CUDA; 256 elsewhere, where
+    Streams: batches of ``batch_size`` images (default 4096 on CUDA; 64 elsewhere, where
     larger batches are no faster but cost memory: 32x32 images through resnet_small on the
-    2-core test machine, about 3,000 images/s at 256 and 3,400 at 64, with freed memory
-    kept for reuse as here; 1,100-1,500 at 256 without) go through the model in eval mode without autograd (channels_last; bf16 on CUDA), and each
+    2-core test machine, about 3,400 images/s at 64 and 3,000 at 256 with freed memory kept
+    for reuse as here, 1,100-1,500 at 256 without; ResNet18 271 at 64 and 237 at 256) go
+    through the model in eval mode without autograd (channels_last; bf16 on CUDA), and each
     batch's outputs go into one preallocated (n, out_dim) array (from CUDA without waiting
     for the device at every batch). Backbone features are kept only when asked for.
     """
@@ -275,7 +276,7 @@ def _embed(model, store, *, image_size, device, batch_size, backbone_features, r
     autocast = autocast_for(device, precision)
     n = len(store)
     if batch_size is None:
-        batch_size = 4096 if device.type == "cuda" else 256
+        batch_size = 4096 if device.type == "cuda" else 64
     zs, hs = _Rows(n), _Rows(n)
     chunks = (np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size))
     for start, x in zip(range(0, n, batch_size), device_batches(store, chunks, device)):
