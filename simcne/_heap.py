@@ -15,7 +15,7 @@ and hands the freed memory back to the kernel (``malloc_trim``), so nothing is h
 
 The price is memory. Freed blocks can be reused only where they fit, so the heap holds more
 than the tensors alive at any moment: on the test machine, a training step at batch 512 peaked
-at 2.4-2.7 GB instead of 1.75 GB with ``resnet_small`` and at 7.8-9.1 GB instead of 5.3 GB
+at 2.4-3.1 GB instead of 1.75 GB with ``resnet_small`` and at 7.8-9.1 GB instead of 5.3 GB
 with ResNet18 (the layout, and so the figure, varies from run to run). The heap reaches its
 size in the first steps of a stage and then stays there.
 
