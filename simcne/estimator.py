@@ -110,9 +110,10 @@ class TSimCNE:
         Wrap the network in ``torch.compile`` for training.
     precision : {"auto", "bf16", "fp32"}, default="auto"
         Arithmetic of the network's forward passes (training and transform). "auto" is bf16
-        autocast on CUDA and fp32 elsewhere; "bf16" is bf16 autocast on any device (on CPUs
-        with native bf16 support it trains faster, at bf16's rounding); "fp32" never
-        autocasts. The loss is always computed in fp32.
+        autocast on CUDA and on CPUs with native bf16 instructions (AVX512-BF16 or AMX-BF16,
+        detected by :func:`simcne.train.cpu_has_native_bf16`), fp32 elsewhere; "bf16" is
+        bf16 autocast on any device (emulated, and much slower than fp32, on CPUs without
+        native bf16); "fp32" never autocasts. The loss is always computed in fp32.
     checkpoint : str, path or None, default=None
         A file to keep the run in while it trains: written atomically every
         ``checkpoint_every`` epochs and at the end of each stage, removed when ``fit``

@@ -58,14 +58,50 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
+#: /proc/cpuinfo flags of x86 CPUs that compute bf16 dot products natively
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (x86 AVX512-BF16 or AMX-BF16).
+
+    Asked of torch's own CPU feature detection (what oneDNN dispatches on); where torch
+    does not offer it, read from the flags of ``/proc/cpuinfo``. Elsewhere (other
+    architectures, no such file): False. Without these instructions, bf16 convolutions
+    are emulated and slower than fp32.
+    """
+    probes = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(p) for p in probes):
+        try:
+            return any(bool(p()) for p in probes)
+        except RuntimeError:
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in _BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """What ``precision`` picks on ``device``: True for bf16 autocast, False for fp32.
+
+    ``"auto"`` is bf16 on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`),
+    fp32 elsewhere; ``"bf16"`` and ``"fp32"`` are what they say.
+    """
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return precision == "bf16"
+
 
 def autocast_for(device: torch.device, precision: str = "auto"):
-    """The autocast context of a forward pass.
-
-    ``"auto"``: bf16 autocast on CUDA, plain fp32 elsewhere; ``"bf16"``: bf16 autocast on
-    any device (on CPUs with native bf16 it is faster, at bf16's rounding); ``"fp32"``: none.
-    """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+    """The autocast context of a forward pass: bf16 autocast where :func:`uses_bf16`
+    says so, else none (plain fp32)."""
+    if not uses_bf16(device, precision):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 

@@ -136,7 +136,13 @@ def test_precision_selects_the_autocast_of_every_forward_pass(tiny, monkeypatch)
     from simcne import train
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    # "auto" on CPU: bf16 exactly where the CPU has native bf16 (issue 10)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
     assert not isinstance(train.autocast_for(cpu), torch.autocast)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    assert train.autocast_for(cpu).fast_dtype == torch.bfloat16
+    assert not isinstance(train.autocast_for(cpu, "fp32"), torch.autocast)
+    monkeypatch.undo()
     assert not isinstance(train.autocast_for(cuda, "fp32"), torch.autocast)
     assert train.autocast_for(cuda).fast_dtype == torch.bfloat16
     assert train.autocast_for(cpu, "bf16").fast_dtype == torch.bfloat16
@@ -150,3 +156,29 @@ def test_precision_selects_the_autocast_of_every_forward_pass(tiny, monkeypatch)
     # bf16 rounding changes the result, but not beyond recognition after a few steps
     assert not np.array_equal(est.embedding_, fp32)
     assert np.corrcoef(est.embedding_.ravel(), fp32.ravel())[0, 1] > 0.5
+
+
+def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from simcne import train
+
+    # torch's own probes answer when they exist
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert train.cpu_has_native_bf16() is True
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert train.cpu_has_native_bf16() is False
+    # without them: /proc/cpuinfo's flags
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    import builtins
+
+    real_open = builtins.open
+    cpuinfo = tmp_path / "cpuinfo"
+
+    def fake_open(path, *a, **k):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert train.cpu_has_native_bf16() is True
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert train.cpu_has_native_bf16() is False
