@@ -1,0 +1,254 @@
+"""Map quality side by side: simcne, t-SNE (openTSNE) and UMAP on the same images, one run.
+
+For each dataset it trains simcne with stated settings, records the 2-D kNN accuracy against
+minutes of training (evaluated at the end of stages 1 and 2 and every ``--eval-every``
+epochs of stage 3; the evaluation time is not counted as training time), then makes
+openTSNE's and UMAP's maps of the same pixels. Every map is scored by ``knn_accuracy``
+(k=15, stratified 20 % test split) over three split seeds (0, 1, 2): mean and spread.
+
+Datasets:
+
+- ``digits``: scikit-learn's 1,797 8x8 digits, with the settings of ``simcne demo``
+  (``simcne.cli.DEMO``);
+- ``fmnist10k``: 10,000 Fashion-MNIST images (28x28), drawn without replacement with
+  ``numpy.random.default_rng(0)`` from the 70,000 of Debian's ``dataset-fashion-mnist``,
+  with the CPU settings ``FMNIST`` below (as in the README).
+
+Peers come from the ``bench`` extra (``pip install -e '.[bench]'``): openTSNE with its
+defaults (perplexity 30, ``random_state=0``) and UMAP with its defaults (15 neighbours,
+``random_state=0``, which makes UMAP single-threaded), both on the pixels scaled to [0, 1].
+
+It prints a table, writes the figure (one row per dataset: simcne, t-SNE, UMAP) and, unless
+``--no-write``, replaces the quality block of BENCHMARKS.md with the table, the curve, the
+machine and the command.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/quality.py                       # both datasets
+    PYTHONPATH=. python benchmarks/quality.py --datasets digits     # the demo only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from simcne import TSimCNE, knn_accuracy  # noqa: E402
+from simcne.cli import DEMO  # noqa: E402
+from simcne.train import embed  # noqa: E402
+
+#: simcne's settings for the 10,000-image Fashion-MNIST subset on a CPU (see README)
+FMNIST = dict(backbone="resnet_small", total_epochs=[30, 10, 60], batch_size=256,
+              lr=[0.03, 0.03, 0.003], random_state=0)
+
+SPLIT_SEEDS = (0, 1, 2)
+BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+
+
+def score(Y, labels) -> tuple[float, float]:
+    accs = [knn_accuracy(Y, labels, k=15, test_size=0.2, random_state=s) for s in SPLIT_SEEDS]
+    return float(np.mean(accs)), float(np.std(accs))
+
+
+def load_dataset(name: str):
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return np.rint(d.images * (255.0 / 16.0)).astype(np.uint8), d.target, dict(DEMO)
+    if name == "fmnist10k":
+        from simcne.data import load
+
+        store = load("fashion-mnist", split="all")
+        idx = np.sort(np.random.default_rng(0).choice(len(store), 10_000, replace=False))
+        sub = store.subset(idx)
+        X = sub.batch(torch.arange(len(sub))).numpy()[:, 0]  # (n, 28, 28) uint8
+        return X, np.asarray(sub.labels), dict(FMNIST)
+    raise SystemExit(f"unknown dataset {name!r}")
+
+
+class Curve:
+    """A callback: kNN accuracy of the 2-D map every ``every`` epochs of stage 3."""
+
+    def __init__(self, X, labels, every: int):
+        from simcne.augment import resize
+        from simcne.data import load
+
+        self.store, self.labels, self.every, self.resize = load(X), labels, every, resize
+        self.points, self.eval_seconds, self.t0 = [], 0.0, time.perf_counter()
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.eval_seconds
+
+    def __call__(self, stage, epoch, loss, model):
+        if stage != 3 or epoch % self.every:
+            return False
+        t = time.perf_counter()
+        Y = embed(model, self.store, image_size=self.store.image_size,
+                  device=next(model.parameters()).device, resize=self.resize)
+        model.train()  # embed leaves the model in eval mode
+        self.points.append((self.train_seconds(), epoch, score(Y, self.labels)[0]))
+        self.eval_seconds += time.perf_counter() - t
+        return False
+
+
+def run_simcne(X, labels, params: dict, every: int) -> dict:
+    curve = Curve(X, labels, every)
+    est = TSimCNE(**params, callbacks=[curve])
+    t0 = time.perf_counter()
+    est.fit(X, labels)
+    seconds = time.perf_counter() - t0 - curve.eval_seconds
+    feats = est.transform(X, return_backbone_feat=True)[1]
+    stages = [score(Y, labels)[0] for Y in est.stage_embeddings_]
+    return dict(Y=est.embedding_, seconds=seconds, knn=score(est.embedding_, labels),
+                stages=stages, features=score(feats, labels)[0], curve=curve.points,
+                threads=torch.get_num_threads(), params=params)
+
+
+def run_tsne(Xf, threads: int) -> dict:
+    from openTSNE import TSNE
+
+    t0 = time.perf_counter()
+    Y = np.asarray(TSNE(n_jobs=threads, random_state=0).fit(Xf))
+    return dict(Y=Y, seconds=time.perf_counter() - t0, threads=threads)
+
+
+def run_umap(Xf) -> dict:
+    import umap
+
+    t0 = time.perf_counter()
+    Y = umap.UMAP(random_state=0).fit_transform(Xf)
+    return dict(Y=Y, seconds=time.perf_counter() - t0, threads=1)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from simcne.train import cpu_has_native_bf16
+
+    return (f"{model}, {os.cpu_count()} cores, native bf16: "
+            f"{'yes' if cpu_has_native_bf16() else 'no'}; torch {torch.__version__}")
+
+
+def figure(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simcne.plot import plot_embedding, save_figure
+
+    rows = len(results)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 5 * rows), squeeze=False)
+    for r, (name, res) in enumerate(results.items()):
+        for c, method in enumerate(("simcne", "t-SNE", "UMAP")):
+            m = res[method]
+            plot_embedding(m["Y"], res["labels"], ax=axes[r, c], legend=(c == 2),
+                           title=f"{name}: {method}, kNN {m['knn'][0]:.3f}, "
+                                 f"{m['seconds']:.0f} s")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def table(results: dict) -> list[str]:
+    lines = ["| data | method | 2-D kNN (mean ± sd, 3 splits) | seconds | threads |",
+             "|---|---|---|---:|---:|"]
+    for name, res in results.items():
+        for method in ("simcne", "t-SNE", "UMAP"):
+            m = res[method]
+            lines.append(f"| {name} | {method} | {m['knn'][0]:.3f} ± {m['knn'][1]:.3f} | "
+                         f"{m['seconds']:.0f} | {m['threads']} |")
+    return lines
+
+
+def curve_lines(results: dict) -> list[str]:
+    lines = []
+    for name, res in results.items():
+        s = res["simcne"]
+        st = " / ".join(f"{a:.3f}" for a in s["stages"])
+        pts = ", ".join(f"{sec / 60:.1f} min: {acc:.3f} (epoch {ep})"
+                        for sec, ep, acc in s["curve"])
+        lines += [f"- **{name}**, simcne `{json.dumps(s['params'])}`: kNN after stage "
+                  f"1 / 2 / 3 {st}; backbone features {s['features']:.3f}; "
+                  f"pixels {res['pixels']:.3f}.",
+                  f"  Stage 3, kNN against minutes of training: {pts}."]
+    return lines
+
+
+def write_block(lines: list[str]) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text()
+    block = "\n".join([BEGIN, *lines, END])
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Map quality: simcne, t-SNE and UMAP (CPU)\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=["digits", "fmnist10k"],
+                   choices=["digits", "fmnist10k"])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads for simcne, n_jobs for t-SNE (default: all cores)")
+    p.add_argument("--params", type=json.loads, default={},
+                   help="JSON object of TSimCNE parameters overriding the dataset's settings")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="stage-3 epochs between kNN evaluations (default: a sixth of stage 3)")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "quality.png")
+    p.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md as it is")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {}
+    for name in args.datasets:
+        X, labels, params = load_dataset(name)
+        params.update(args.params)
+        epochs = params["total_epochs"]
+        every = args.eval_every or max(1, epochs[2] // 6)
+        Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
+        res = {"labels": labels, "pixels": score(Xf, labels)[0]}
+        print(f"[quality] {name}: {len(X)} images, simcne {params}", file=sys.stderr, flush=True)
+        res["simcne"] = run_simcne(X, labels, params, every)
+        res["t-SNE"] = run_tsne(Xf, args.threads)
+        res["UMAP"] = run_umap(Xf)
+        for method in ("t-SNE", "UMAP"):
+            res[method]["knn"] = score(res[method]["Y"], labels)
+        results[name] = res
+        for line in table({name: res})[2:] + curve_lines({name: res}):
+            print(line, flush=True)
+    figure(results, args.figure)
+    cmd = "PYTHONPATH=. python benchmarks/quality.py " + shlex.join(argv or sys.argv[1:])
+    lines = [f"Measured {datetime.date.today()} on {machine()}.", "",
+             f"`{cmd.strip()}`; figure: `{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure}`.", "",
+             *table(results), "", *curve_lines(results)]
+    print("\n".join(lines))
+    if not args.no_write:
+        write_block(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
