@@ -304,3 +304,4 @@ def save_figure(fig, path, dpi: int = 150) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+from .interactive import interactive_map  # noqa: E402,F401
