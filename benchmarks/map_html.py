@@ -38,8 +38,39 @@ import numpy as np
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1] / "tests"))
 
-from browser import (Browser, find_chromium, frame_box, hover, next_frame,  # noqa: E402
-                     point_position, wait_map, drawn_points)
+from browser import (Browser, drawn_points, find_chromium, frame_box, hover,  # noqa: E402
+                     next_frame, point_position, wait_map)
+
+
+def compare_formats(store, n: int = 4096, size: int = 28, quality: int = 80) -> None:
+    """Bytes per thumbnail (base64, as in the page) for one page of ``n`` thumbnails."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from simcne.interactive import PAGE_GRID, atlas_pages
+
+    x = store.batch(np.arange(n)).numpy()[:, 0]
+    t0 = time.perf_counter()
+    single = 0
+    for img in x:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "WEBP", quality=quality, method=2)
+        single += len(base64.b64encode(buf.getvalue()))
+    t_single = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (page, _), = atlas_pages(store, (size, size), quality=quality)[:1]
+    t_page = time.perf_counter() - t0
+    cols, rows = PAGE_GRID
+    grid = x[: cols * rows].reshape(rows, cols, size, size).transpose(0, 2, 1, 3)
+    buf = io.BytesIO()
+    Image.fromarray(grid.reshape(rows * size, cols * size)).save(buf, "JPEG", quality=quality)
+    b64 = 4 / 3
+    print(f"one page of {n} thumbnails of {size} px, quality {quality} (bytes per thumbnail "
+          f"in the page, base64): WebP page {len(page) * b64 / n:.0f} "
+          f"({t_page:.1f} s, with reading the images), one WebP per image {single / n:.0f} "
+          f"({t_single:.1f} s), JPEG page {len(buf.getvalue()) * b64 / n:.0f}")
 
 
 def main() -> None:
@@ -47,7 +78,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=70000)
     ap.add_argument("--thumbnail-size", type=int, nargs="+", default=[28, 20])
     ap.add_argument("--dims", type=int, default=2)
-    ap.add_argument("--keep", default=None, help="folder to keep the pages in")
+    ap.add_argument("--keep", default=None,
+                    help="folder to keep the pages and screenshots (after loading, after the "
+                         "pan and zoom) in")
     args = ap.parse_args()
 
     from simcne.data import load
@@ -69,6 +102,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     chromium = find_chromium()
     print(f"{n} points of {args.dims} dimensions, Fashion-MNIST 28x28; Chromium: {chromium}")
+    compare_formats(store)
     print("thumb px | write s | MB | load s | hover ms | pan ms/frame | zoom ms/frame")
     for size in args.thumbnail_size:
         path = folder / f"map_{n}_{size}px.html"
@@ -87,6 +121,8 @@ def main() -> None:
             t_load = time.perf_counter() - t0
             counts = drawn_points(b)
             assert sum(counts.values()) == n, counts
+            if args.keep:
+                b.screenshot(folder / f"map_{n}_{size}px.png")
             hovers = []
             for i in rng.choice(n, 20, replace=False):
                 xy = point_position(b, int(i))
@@ -116,7 +152,7 @@ def main() -> None:
                 next_frame(b)
                 zooms.append(time.perf_counter() - t0)
             if args.keep:
-                b.screenshot(folder / f"map_{n}_{size}px.png")
+                b.screenshot(folder / f"map_{n}_{size}px_panned_zoomed.png")
         print(f"{size} | {t_write:.1f} | {mb:.1f} | {t_load:.1f} | "
               f"{1000 * statistics.median(hovers):.0f} ({len(hovers)}/20 shown) | "
               f"{1000 * statistics.median(pans):.0f} | {1000 * statistics.median(zooms):.0f}")

@@ -4,10 +4,11 @@
 scatter, pan, wheel zoom, a legend whose entries hide their class, a hover tool) and
 writes one HTML file with bokeh's JavaScript inline: it opens offline, from disk, with no
 server. The images go into the file as a few WebP "atlas" pages, each a grid of up to
-64 x 64 small thumbnails (one WebP for thousands of images is 40 % smaller than one per
-image and encodes 20 times faster; see BENCHMARKS.md). A point's thumbnail is cut out of
-its page when the point is hovered: the only JavaScript of our own is that cut-out (a few
-lines in a bokeh ``CustomJSHover``) and, for 3-D embeddings, the rotation.
+64 x 64 small thumbnails: on Fashion-MNIST one page is a third smaller than the same
+thumbnails as one WebP each, and a quarter smaller than a JPEG page of the same quality
+setting (BENCHMARKS.md). A point's thumbnail is cut out of its page when the point is
+hovered: the JavaScript of our own is that cut-out (a few lines in a bokeh
+``CustomJSHover``), the choice between WebGL and canvas, and the 3-D rotation.
 
 Bokeh has no 3-D plots. For ``out_dim=3`` the map shows the points projected by a rotation
 that dragging changes (a bokeh ``CustomJS`` on pan events recomputes the projected
@@ -69,9 +70,10 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
 
     Returns
     -------
-    pages : list of bytes
-        WebP files; thumbnail ``i`` is on page ``i // (cols * rows)``, at column
-        ``j % cols`` and row ``j // cols`` of it, where ``j = i % (cols * rows)``.
+    pages : list of (bytes, int)
+        Each page as a WebP file and its number of columns ``cols``; thumbnail ``i`` is on
+        page ``i // per_page`` (``per_page = PAGE_GRID[0] * PAGE_GRID[1]``), at column
+        ``j % cols`` and row ``j // cols`` of it, where ``j = i % per_page``.
     """
     import torch
     import torch.nn.functional as F
@@ -281,6 +283,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 _BLANK = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 _YAW0, _PITCH0 = 0.6, 0.45
+_MARKER = "circle"
 
 
 def _project(P, yaw, pitch):
@@ -438,7 +441,7 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
         if three_d:
             data.update(x3=P[m, 0], y3=P[m, 1], z3=P[m, 2])
         src = ColumnDataSource(data)
-        r = p.scatter("x", "y", source=src, size=point_size, fill_color=colors[c],
+        r = p.scatter("x", "y", source=src, marker=_MARKER, size=point_size, fill_color=colors[c],
                       line_color=None, fill_alpha=0.75, name=f"class-{c}")
         sources.append(src)
         renderers.append(r)
