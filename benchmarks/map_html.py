@@ -51,7 +51,10 @@ def compare_formats(store, n: int = 4096, size: int = 28, quality: int = 80) -> 
 
     from simcne.interactive import PAGE_GRID, atlas_pages
 
+    from simcne.data import ImageStore
+
     x = store.batch(np.arange(n)).numpy()[:, 0]
+    first = ImageStore(x[:, None], None, "NCHW")
     t0 = time.perf_counter()
     single = 0
     for img in x:
@@ -60,7 +63,7 @@ def compare_formats(store, n: int = 4096, size: int = 28, quality: int = 80) -> 
         single += len(base64.b64encode(buf.getvalue()))
     t_single = time.perf_counter() - t0
     t0 = time.perf_counter()
-    (page, _), = atlas_pages(store, (size, size), quality=quality)[:1]
+    (page, _), = atlas_pages(first, (size, size), quality=quality)
     t_page = time.perf_counter() - t0
     cols, rows = PAGE_GRID
     grid = x[: cols * rows].reshape(rows, cols, size, size).transpose(0, 2, 1, 3)
@@ -69,7 +72,7 @@ def compare_formats(store, n: int = 4096, size: int = 28, quality: int = 80) -> 
     b64 = 4 / 3
     print(f"one page of {n} thumbnails of {size} px, quality {quality} (bytes per thumbnail "
           f"in the page, base64): WebP page {len(page) * b64 / n:.0f} "
-          f"({t_page:.1f} s, with reading the images), one WebP per image {single / n:.0f} "
+          f"({t_page:.1f} s), one WebP per image {single / n:.0f} "
           f"({t_single:.1f} s), JPEG page {len(buf.getvalue()) * b64 / n:.0f}")
 
 
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=70000)
     ap.add_argument("--thumbnail-size", type=int, nargs="+", default=[28, 20])
     ap.add_argument("--dims", type=int, default=2)
+    ap.add_argument("--formats-only", action="store_true",
+                    help="only compare the thumbnail formats on one page")
     ap.add_argument("--keep", default=None,
                     help="folder to keep the pages and screenshots (after loading, after the "
                          "pan and zoom) in")
@@ -103,6 +108,8 @@ def main() -> None:
     chromium = find_chromium()
     print(f"{n} points of {args.dims} dimensions, Fashion-MNIST 28x28; Chromium: {chromium}")
     compare_formats(store)
+    if args.formats_only:
+        return
     print("thumb px | write s | MB | load s | hover ms | pan ms/frame | zoom ms/frame")
     for size in args.thumbnail_size:
         path = folder / f"map_{n}_{size}px.html"
