@@ -518,18 +518,14 @@ def _fit_figures(est, store, out: Path, acc) -> list[str]:
 
 
 def _fit_map(est, store, path: Path, acc) -> None:
-    import warnings as _warnings
-
+    """map.html (out_dim > 3: the first two dimensions, with a warning and a note)."""
     from .plot import interactive_map
 
     Y = est.embedding_
     title = f"t-SimCNE map of {len(Y):,} images" + (
         f" (kNN accuracy {acc:.3f})" if acc is not None else "")
-    with _warnings.catch_warnings():
-        # out_dim > 3: the page says it shows the first two dimensions; no warning here
-        _warnings.simplefilter("ignore", UserWarning)
-        interactive_map(Y, store, est.labels_, store.class_names, store.paths, path=path,
-                        title=title)
+    interactive_map(Y, store, est.labels_, store.class_names, store.paths, path=path,
+                    title=title)
 
 
 def _transform(args) -> int:
