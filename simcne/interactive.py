@@ -93,7 +93,7 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
         grid = np.zeros((page_rows * th, page_cols * tw, 1 if channels == 1 else 3), np.uint8)
         for b0 in range(start, start + count, batch):
             idx = np.arange(b0, min(start + count, b0 + batch))
-            x = images.batch(idx)  # (B, C, H, W) uint8
+            x = images.batch(idx).cpu()  # (B, C, H, W) uint8, from any device
             x = x[:, :1] if channels == 1 else x[:, :3]
             if tuple(x.shape[2:]) != (th, tw):
                 x = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True,
