@@ -253,9 +253,9 @@ axes.data = {...a, xs: ax, ys: ay, tx: ax.map((v) => v[1]), ty: ay.map((v) => v[
 
 # Before bokeh reads the document: keep WebGL only where the browser's WebGL runs on a GPU.
 # A software WebGL (SwiftShader, llvmpipe: browsers without a usable GPU) drew bokeh's
-# WebGL scatter of 70,000 points 5-20 times slower than bokeh's canvas on the 2-core test
-# machine (BENCHMARKS.md). "#backend=webgl" or "#backend=canvas" after the file name
-# chooses by hand.
+# WebGL scatter 3-20 times slower than bokeh's canvas (20,000 and 70,000 points) on the
+# 2-core test machine (BENCHMARKS.md). "#backend=webgl" or "#backend=canvas" after the
+# file name chooses by hand.
 _BACKEND_JS = """<script>
 document.addEventListener("DOMContentLoaded", () => {
   const software = /swiftshader|llvmpipe|softpipe|software|basic render/i
