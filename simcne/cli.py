@@ -201,10 +201,18 @@ def _read_options(args) -> dict:
     return opts
 
 
-def _read_data(args):
+def _read_data(args, mixed_size=None):
+    """DATA as an ImageStore; ``mixed_size``: the size for images that differ in size."""
     from . import data
 
-    store = data.load(args.data, **_read_options(args))
+    opts = _read_options(args)
+    if mixed_size is not None and "image_size" not in opts:
+        opts["mixed_size"] = mixed_size  # --image-size brings a mixed folder to one size
+    store = data.load(args.data, **opts)
+    if store.meta.get("resized_to"):
+        h, w = store.meta["resized_to"]
+        _say(args, f"the images of {args.data!r} differ in size: read at {h}x{w}, the "
+                   "network's --image-size")
     if args.labels is not None:
         labels, names = read_labels(args.labels)
         if len(labels) != len(store):
@@ -398,7 +406,7 @@ def _fit(args) -> int:
         est._validate_params()  # bad flag values fail before a long read, not after it
     except ValueError as e:
         raise UserError(_with_flag(str(e))) from None
-    store = _read_data(args)
+    store = _read_data(args, mixed_size=params.get("image_size"))
     t_read = time.perf_counter() - t_start
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
                f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
@@ -435,6 +443,12 @@ def _fit(args) -> int:
         except ImportError as e:
             fig_note = str(e)
             warnings.warn(f"no figures: {e}", stacklevel=1)
+        try:
+            _fit_map(est, store, out / "map.html", acc)
+            written.append("map.html")
+        except ImportError as e:
+            fig_note = "; ".join(filter(None, [fig_note, str(e)]))
+            warnings.warn(f"no map.html: {e}", stacklevel=1)
     n_stages = len(est.stage_embeddings_)
     end = time.perf_counter()
     hist = est.loss_history_
@@ -503,17 +517,32 @@ def _fit_figures(est, store, out: Path, acc) -> list[str]:
     return written
 
 
+def _fit_map(est, store, path: Path, acc) -> None:
+    """map.html (out_dim > 3: the first two dimensions, with a warning and a note)."""
+    from .plot import interactive_map
+
+    Y = est.embedding_
+    title = f"t-SimCNE map of {len(Y):,} images" + (
+        f" (kNN accuracy {acc:.3f})" if acc is not None else "")
+    interactive_map(Y, store, est.labels_, store.class_names, store.paths, path=path,
+                    title=title)
+
+
 def _transform(args) -> int:
     from . import TSimCNE
     from ._io import save_npy
 
     out = Path(args.out)
-    if out.suffix.lower() not in (".npy", ".csv"):
-        raise UserError(f"--out {args.out!r}: expected a file name ending in .npy or .csv")
+    if out.is_dir() or args.out.endswith(("/", os.sep)) or (
+            not out.exists() and out.suffix == ""):
+        out = out / "embedding.npy"  # a folder: embedding.npy (and embedding.csv) in it
+    elif out.suffix.lower() not in (".npy", ".csv"):
+        raise UserError(f"--out {args.out!r}: expected a folder or a file name ending in "
+                        ".npy or .csv")
     if args.device is not None:
         _check_device({"device": args.device})
     est = TSimCNE.load(args.model, device=args.device or "auto")
-    store = _read_data(args)
+    store = _read_data(args, mixed_size=list(est.image_size_))
     Y = est.transform(store)
     csv_path = None
     if out.suffix.lower() == ".csv":
@@ -589,6 +618,8 @@ def _plot(args) -> int:
     if labels is not None and len(labels) != len(Y):
         raise UserError(f"the labels have {len(labels)} entries but the embedding has "
                         f"{len(Y)} points")
+    if args.kind == "html":
+        return _plot_html(args, Y, labels, names, args.data or data)
     plt = _plt()
     if args.kind == "embedding":
         fig, ax = plt.subplots(figsize=(7, 6))
@@ -624,6 +655,33 @@ def _plot(args) -> int:
     save_figure(fig, args.out)
     plt.close(fig)
     _say(args, f"wrote {args.out}")
+    return 0
+
+
+def _plot_html(args, Y, labels, names, data) -> int:
+    from .plot import interactive_map
+
+    store, files = None, None
+    if data is not None:
+        from . import data as _data
+
+        # images of differing sizes: at the thumbnails' size (a square, centre-cropped)
+        store = _data.load(data, **({"mixed_size": args.thumbnail_size}
+                                    if isinstance(data, (str, os.PathLike)) else {}))
+        if len(store) != len(Y):
+            raise UserError(f"--data {data!r} has {len(store)} images but the embedding has "
+                            f"{len(Y)} points")
+        files = store.paths
+        if labels is None:
+            labels, names = store.labels, store.class_names
+        names = names or store.class_names
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out {args.out!r}: --kind html writes a file ending in .html")
+    interactive_map(Y, store, labels, names, files, path=out, title=args.title,
+                    thumbnail_size=args.thumbnail_size)
+    _say(args, f"wrote {args.out}" + ("" if store is not None else
+                                      " (no thumbnails: pass --data DATA for them)"))
     return 0
 
 
@@ -685,8 +743,9 @@ def _demo(args) -> int:
 FIT_EPILOG = """\
 writes into DIR: embedding.npy, embedding.csv (x, y[, z ...], label, class_name, file),
 model.pt (TSimCNE.save; read it with TSimCNE.load or 'simcne transform'), report.json
-(parameters, sizes, timings, kNN accuracy, versions) and the figures embedding.png,
-stages.png, loss.png and thumbnails.png.
+(parameters, sizes, timings, kNN accuracy, versions), the figures embedding.png,
+stages.png, loss.png and thumbnails.png, and map.html (the interactive map: open it in a
+browser, offline; needs bokeh).
 
 examples:
   simcne fit digits --out digits-map --backbone resnet_small --total-epochs 100 20 40
@@ -708,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an image folder (one sub-folder per class gives labels), .npy/.npz, "
                           "IDX, CIFAR, .beton, or a built-in name (digits, fashion-mnist)")
     fit.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
-    fit.add_argument("--no-plots", action="store_true", help="write no figures")
+    fit.add_argument("--no-plots", action="store_true",
+                     help="write no figures and no map.html")
     _add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)
@@ -718,11 +778,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(model.pt) or TSimCNE.save, without augmentation.")
     tr.add_argument("model", metavar="MODEL", help="model file (model.pt)")
     tr.add_argument("data", metavar="DATA", help="images, anything 'simcne fit' reads")
-    tr.add_argument("--out", required=True, metavar="FILE",
-                    help="FILE.npy (or FILE.csv for CSV only)")
+    tr.add_argument("--out", required=True, metavar="FILE|DIR",
+                    help="FILE.npy (or FILE.csv for CSV only), or a folder (made if "
+                         "missing; a name without a suffix is one) to hold embedding.npy")
     tr.add_argument("--csv", nargs="?", const=True, default=None, metavar="FILE.csv",
                     help="also write CSV (x, y, label, class_name, file); default name: "
-                         "--out with .csv")
+                         "--out with .csv (embedding.csv in a folder)")
     tr.add_argument("--device", default=None, metavar="DEV",
                     help="where to run the network (default: auto)")
     tr.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -734,15 +795,21 @@ def build_parser() -> argparse.ArgumentParser:
                         ".npy, a model file, or a folder written by 'simcne fit' (labels, "
                         "class names, stages and losses are then read from it).")
     pl.add_argument("source", metavar="SOURCE", help="EMBEDDING.npy, MODEL.pt or DIR")
-    pl.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write")
-    pl.add_argument("--kind", choices=("embedding", "stages", "loss", "thumbnails"),
-                    default="embedding", help="what to draw (default: embedding)")
+    pl.add_argument("--out", required=True, metavar="FILE.png",
+                    help="the figure to write (FILE.html for --kind html)")
+    pl.add_argument("--kind", choices=("embedding", "stages", "loss", "thumbnails", "html"),
+                    default="embedding", help="what to draw (default: embedding); html: the "
+                    "interactive map, one offline page (needs bokeh: pip install "
+                    "'simcne[html]')")
     pl.add_argument("--labels", metavar="FILE", default=None,
                     help="labels: .npy, a .csv with a 'label' column, or one per line")
     pl.add_argument("--data", metavar="DATA", default=None,
-                    help="the images, for --kind thumbnails (default: the DATA of the fit)")
+                    help="the images, for --kind thumbnails and html (default: the DATA of "
+                         "the fit)")
     pl.add_argument("--n", type=int, default=64, help="thumbnails: at most this many")
     pl.add_argument("--zoom", type=float, default=1.0, help="thumbnails: their size")
+    pl.add_argument("--thumbnail-size", type=int, default=28, metavar="PX",
+                    help="html: the longer side of the thumbnails in pixels (default: 28)")
     pl.add_argument("--title", default=None, help="figure title")
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)

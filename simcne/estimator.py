@@ -388,7 +388,7 @@ class TSimCNE:
     def fit(self, X, y=None) -> "TSimCNE":
         """Train on images X (array, Dataset, list of images or path); returns self."""
         self._validate_params()
-        store = _data.load(X, y)
+        store = _data.load(X, y, **_size_hint(X, self.image_size))
         self._resolve(store)
         self._resume = None
         if self.checkpoint is not None:
@@ -523,7 +523,7 @@ class TSimCNE:
         """
         if not hasattr(self, "model_"):
             raise RuntimeError("This TSimCNE instance is not fitted yet. Call 'fit' first.")
-        store = _data.load(X)
+        store = _data.load(X, **_size_hint(X, self.image_size_))
         if store.channels != self.in_channels_:
             raise ValueError(
                 f"X has {store.channels}-channel images, but the model was trained on "
@@ -536,7 +536,7 @@ class TSimCNE:
         """Fit on X and return its embedding (see :meth:`transform` for the extras)."""
         self.fit(X, y)
         if return_backbone_feat:
-            store = _data.load(X, y)
+            store = _data.load(X, y, **_size_hint(X, self.image_size))
             out = self._embed(_place(store, self._device), backbone_features=True)
             out = (self.embedding_, out[1])
         else:
@@ -610,6 +610,13 @@ def _place(store, device: torch.device):
         return store
     free, _ = torch.cuda.mem_get_info(device)
     return store.to(device) if store.nbytes < free // 2 else store
+
+
+def _size_hint(X, image_size) -> dict:
+    """For a path: bring images of differing sizes (a folder, a .beton) to ``image_size``."""
+    if image_size is None or not isinstance(X, (str, os.PathLike)):
+        return {}
+    return {"mixed_size": image_size}
 
 
 def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:

@@ -1,4 +1,6 @@
-"""Figures of embeddings (needs matplotlib: ``pip install simcne[plot]``)."""
+"""Figures of embeddings (needs matplotlib: ``pip install simcne[plot]``), and the
+interactive map :func:`interactive_map` (needs bokeh: ``pip install simcne[html]``; it
+lives in :mod:`simcne.interactive`)."""
 
 from __future__ import annotations
 
@@ -304,3 +306,4 @@ def save_figure(fig, path, dpi: int = 150) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+from .interactive import interactive_map  # noqa: E402,F401  (imports bokeh only when called)

@@ -168,14 +168,11 @@ def train_stage(
     model.train()
     bar = None
     if verbose:
-        from tqdm.auto import tqdm
-
         n_train = sum(p.numel() for p in params)
         print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
               f"{batch_size} images, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
               f"{n_train:,} trainable parameters", file=sys.stderr)
-        bar = tqdm(total=stage.epochs, initial=start_epoch, desc=f"stage {stage.number}",
-                   unit="epoch", file=sys.stderr, leave=False)
+        bar = _progress(stage, start_epoch)
     t0 = time.perf_counter()
     loss_value = float("nan")
     # CPU: freed activations stay mapped for the next step (see simcne._heap)
@@ -214,6 +211,45 @@ def train_stage(
                 print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
                       f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
     return False
+
+
+class _Lines:
+    """Progress for a log file: one line every ``every`` epochs and at the last epoch.
+
+    A progress bar redraws itself with carriage returns at every update, which in a file
+    (CI, ``make demo > log``) is one long line of all the updates.
+    """
+
+    def __init__(self, stage: Stage, start_epoch: int, lines: int = 10):
+        self.stage, self.epoch = stage, start_epoch
+        self.every = max(1, math.ceil(stage.epochs / lines))
+        self.loss = ""
+        self.t0 = time.perf_counter()
+
+    def set_postfix(self, loss):
+        self.loss = loss
+
+    def update(self):
+        self.epoch += 1
+        if self.epoch % self.every == 0 or self.epoch == self.stage.epochs:
+            print(f"{PREFIX} stage {self.stage.number}: epoch {self.epoch}/{self.stage.epochs},"
+                  f" loss {self.loss}, {time.perf_counter() - self.t0:.1f} s", file=sys.stderr,
+                  flush=True)
+
+    def close(self):
+        pass
+
+
+def _progress(stage: Stage, start_epoch: int):
+    """A tqdm bar on a terminal or in Jupyter; elsewhere a line every tenth of the stage."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    jupyter = type(sys.stderr).__module__.startswith("ipykernel")  # tqdm.auto: a widget
+    if not (jupyter or (isatty and isatty())):
+        return _Lines(stage, start_epoch)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=stage.epochs, initial=start_epoch, desc=f"stage {stage.number}",
+                unit="epoch", file=sys.stderr, leave=False)
 
 
 def device_batches(store, index_chunks, device: torch.device):

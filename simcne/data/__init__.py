@@ -51,10 +51,14 @@ def __getattr__(attr):
         from . import datasets, files
 
         return getattr(files if attr == "read_path" else datasets, attr)
+    if attr in ("write_beton", "read_beton"):
+        from . import beton
+
+        return getattr(beton, attr)
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 __all__ = [
     "DATASETS", "ImageStore", "check_labels", "from_array", "from_items", "load",
-    "load_dataset", "read_path", "to_uint8",
+    "load_dataset", "read_beton", "read_path", "to_uint8", "write_beton",
 ]  # fmt: skip

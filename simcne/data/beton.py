@@ -476,7 +476,7 @@ def _pick(beton: BetonFile, given, tiers, names, param: str, what: str):
 
 
 def read_beton(path, image_field=None, label_field=None, *, image_size=None, in_memory=None,
-               jpeg_decoder="auto", cache=False) -> ImageStore:
+               jpeg_decoder="auto", cache=False, mixed_size=None) -> ImageStore:
     """Read an FFCV ``.beton`` file (format version 2, FFCV 1.0) into an :class:`ImageStore`.
 
     FFCV is not needed. Raw images stay on disk, memory-mapped, and are read batch by batch;
@@ -505,6 +505,9 @@ def read_beton(path, image_field=None, label_field=None, *, image_size=None, in_
         FFCV's pixels; ``"pillow"`` differs from them by a few grey levels at most.
     cache : bool, default=False
         For lazy JPEG or resized images: keep each decoded image in memory once read.
+    mixed_size : int or (int, int), optional
+        Used as ``image_size`` only when the images differ in size and ``image_size`` is
+        None (``TSimCNE(image_size=...)`` and ``simcne fit --image-size`` pass theirs).
 
     Returns
     -------
@@ -531,6 +534,12 @@ def read_beton(path, image_field=None, label_field=None, *, image_size=None, in_
     ints = [f for f in beton.fields if f.kind == "IntField"]
     floats = [f for f in beton.fields if f.kind == "FloatField"]
     label = _pick(beton, label_field, [ints, floats], _LABEL_NAMES, "label_field", "a label")
+    if image_size is None and mixed_size is not None and image.kind == "RGBImageField":
+        from .folder import check_image_size
+
+        col = beton.column(image.name)
+        if len(np.unique(np.stack([col["height"], col["width"]], 1), axis=0)) > 1:
+            image_size = check_image_size(mixed_size)
     images = BetonImages(beton, image.name, image_size, jpeg_decoder, cache)
     layout = images.layout
     if in_memory or (in_memory is None and images._needs_work and images.nbytes <= EAGER_BYTES):

@@ -29,6 +29,7 @@ def read_path(
     split: str | None = None,
     label_type: str = "fine",
     workers: int | None = None,
+    mixed_size=None,
     **options,
 ) -> ImageStore:
     """Read a file, a folder or a built-in dataset name into an :class:`ImageStore`.
@@ -69,6 +70,10 @@ def read_path(
         CIFAR-100 only: the 100 fine or the 20 coarse labels.
     workers : int, optional
         Image folders only: decoding threads (``None``: up to 8, one per CPU core).
+    mixed_size : int or (int, int), optional
+        Image folders and ``.beton`` files: the size to bring the images to only when they
+        differ in size and ``image_size`` is None (formats whose images share one size
+        ignore it). ``TSimCNE(image_size=...)`` passes its own.
     **options
         Passed on to ``simcne.data.beton.read_beton`` and
         :func:`~simcne.data.datasets.load_dataset` (e.g. ``root=``, ``download=``).
@@ -108,13 +113,16 @@ def read_path(
 
         if image_size is not None:
             options["image_size"] = image_size
+        elif mixed_size is not None:
+            options["mixed_size"] = mixed_size
         _no_options(p, skip_corrupt=skip_corrupt, split=split, label_type=label_type)
         store = read_beton(p, **options)
     elif kind == "folder":
         from .folder import read_folder
 
         _no_options(p, split=split, label_type=label_type, **options)
-        store = read_folder(p, image_size=image_size, skip_corrupt=skip_corrupt, workers=workers)
+        store = read_folder(p, image_size=image_size, skip_corrupt=skip_corrupt, workers=workers,
+                            mixed_size=mixed_size)
     elif kind == "cifar":
         _no_options(p, **folder_only, **options)
         store = cifar.read_cifar(p, split=split, label_type=label_type)

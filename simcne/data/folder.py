@@ -143,7 +143,8 @@ def _decode_chunk(files, size):
 
 
 def read_folder(
-    folder, *, image_size=None, skip_corrupt: bool = False, workers: int | None = None
+    folder, *, image_size=None, skip_corrupt: bool = False, workers: int | None = None,
+    mixed_size=None,
 ) -> ImageStore:
     """Decode a folder of images (png, jpg, bmp, webp, gif, tif, ppm, tga ...) once.
 
@@ -167,6 +168,12 @@ def read_folder(
     workers : int, optional
         Threads decoding in parallel (Pillow releases the GIL while decoding). ``None``:
         one per CPU core, at most 8; ``1``: no threads.
+    mixed_size : int or (int, int), optional
+        Used as ``image_size`` only when ``image_size`` is None and the images differ in
+        size (``TSimCNE(image_size=...)`` and ``simcne fit --image-size`` pass theirs):
+        a folder of one size is kept as stored, a mixed one is brought to this size
+        (``store.meta["resized_to"]`` then says so). The files decoded before the first
+        odd size was met are decoded again.
 
     Returns
     -------
@@ -203,11 +210,18 @@ def read_folder(
                 first = (f, arr.shape[:2])
             elif arr.shape[:2] != first[1]:
                 pool.shutdown(wait=False, cancel_futures=True)
+                if size is None and mixed_size is not None:
+                    mixed = check_image_size(mixed_size)
+                    store = read_folder(folder, image_size=mixed, skip_corrupt=skip_corrupt,
+                                        workers=workers)
+                    store.meta["resized_to"] = list(mixed)
+                    return store
                 raise ValueError(
                     f"The images in {os.fspath(p)!r} differ in size: expected every image "
                     f"to be {first[1][0]}x{first[1][1]} (H x W) like {os.fspath(first[0])!r}, "
                     f"got {arr.shape[0]}x{arr.shape[1]} in {os.fspath(f)!r}. Pass image_size "
-                    "to resize them to one size."
+                    "to resize them to one size (on the command line: --read-size H W, or "
+                    "--image-size H W of 'simcne fit')."
                 )
             arrays.append(arr)
     if bad:

@@ -1,0 +1,498 @@
+"""The interactive map: one self-contained HTML file to pan, zoom and hover (needs bokeh).
+
+:func:`interactive_map` draws the embedding with `bokeh <https://bokeh.org>`_ (WebGL
+scatter, pan, wheel zoom, a legend whose entries hide their class, a hover tool) and
+writes one HTML file with bokeh's JavaScript inline: it opens offline, from disk, with no
+server. The images go into the file as a few WebP "atlas" pages, each a grid of up to
+64 x 64 small thumbnails: on Fashion-MNIST one page is a third smaller than the same
+thumbnails as one WebP each, and a quarter smaller than a JPEG page of the same quality
+setting (BENCHMARKS.md). A point's thumbnail is cut out of its page when the point is
+hovered: the JavaScript of our own is that cut-out (a few lines in a bokeh
+``CustomJSHover``), the choice between WebGL and canvas, and the 3-D rotation.
+
+Bokeh has no 3-D plots. For ``out_dim=3`` the map shows the points projected by a rotation
+that dragging changes (a bokeh ``CustomJS`` on pan events recomputes the projected
+coordinates); zoom, legend and hover are the 2-D map's. Embeddings of more dimensions are
+drawn by their first two, with a warning and a note on the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+#: thumbnails per atlas page, as (columns, rows)
+PAGE_GRID = (64, 64)
+
+_MISSING = ("The interactive map needs bokeh, which is not installed. "
+            "Install it with: pip install 'simcne[html]'")
+
+
+def _bokeh():
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        raise ImportError(_MISSING) from None
+    import bokeh
+
+    major, minor = (int(v) for v in bokeh.__version__.split(".")[:2])
+    if (major, minor) < (3, 4):
+        raise ImportError(f"The interactive map needs bokeh >= 3.4, found {bokeh.__version__}. "
+                          "Upgrade it with: pip install 'simcne[html]'")
+    return bokeh
+
+
+# -- thumbnails -------------------------------------------------------------------------------
+def thumbnail_shape(image_hw, thumbnail_size: int) -> tuple[int, int]:
+    """(h, w) of a thumbnail: the image shrunk (never enlarged) to fit thumbnail_size."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    s = min(1.0, thumbnail_size / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
+    """The thumbnails of every image as WebP pages of ``PAGE_GRID`` thumbnails.
+
+    Parameters
+    ----------
+    images : ImageStore
+    thumb_hw : (int, int)
+        Thumbnail height and width (images are resized with antialiasing when they differ).
+    quality : int, default=80
+        WebP quality (1-100).
+
+    Returns
+    -------
+    pages : list of (bytes, int)
+        Each page as a WebP file and its number of columns ``cols``; thumbnail ``i`` is on
+        page ``i // per_page`` (``per_page = PAGE_GRID[0] * PAGE_GRID[1]``), at column
+        ``j % cols`` and row ``j // cols`` of it, where ``j = i % per_page``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    th, tw = thumb_hw
+    cols, rows = PAGE_GRID
+    per_page = cols * rows
+    n = len(images)
+    channels = images.channels
+    mode = "L" if channels == 1 else "RGB"
+    pages = []
+    for start in range(0, n, per_page):
+        count = min(per_page, n - start)
+        page_cols = min(cols, count)
+        page_rows = math.ceil(count / page_cols)
+        grid = np.zeros((page_rows * th, page_cols * tw, 1 if channels == 1 else 3), np.uint8)
+        for b0 in range(start, start + count, batch):
+            idx = np.arange(b0, min(start + count, b0 + batch))
+            x = images.batch(idx).cpu()  # (B, C, H, W) uint8, from any device
+            x = x[:, :1] if channels == 1 else x[:, :3]
+            if tuple(x.shape[2:]) != (th, tw):
+                x = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True,
+                                  align_corners=False)
+                x = x.round_().clamp_(0, 255).to(torch.uint8)
+            x = x.permute(0, 2, 3, 1).numpy()
+            j = idx - start
+            r, c = j // page_cols, j % page_cols
+            for k in range(len(idx)):
+                grid[r[k] * th:(r[k] + 1) * th, c[k] * tw:(c[k] + 1) * tw] = x[k]
+        img = Image.fromarray(grid[..., 0] if channels == 1 else grid, mode)
+        buf = io.BytesIO()
+        img.save(buf, "WEBP", quality=int(quality), method=2)  # 4+: 2-5x slower, 1-3 % smaller
+        pages.append((buf.getvalue(), page_cols))
+    return pages
+
+
+# -- checks ---------------------------------------------------------------------------------
+def _check_inputs(embedding, images, labels, class_names, files, thumbnail_size, quality):
+    Y = np.asarray(embedding)
+    if Y.ndim != 2 or Y.shape[1] < 2 or len(Y) < 1:
+        raise ValueError(f"The 'embedding' parameter of interactive_map must be an (n, d) "
+                         f"array with n >= 1 and d >= 2. Got shape {Y.shape} instead.")
+    if not np.issubdtype(Y.dtype, np.number) or not np.isfinite(Y).all():
+        raise ValueError("The 'embedding' parameter of interactive_map must hold finite "
+                         "numbers. Got " + ("NaN or infinite values" if np.issubdtype(
+                             Y.dtype, np.number) else f"dtype {Y.dtype}") + " instead.")
+    n = len(Y)
+    store = None
+    if images is not None:
+        from .data import ImageStore, load
+
+        store = images if isinstance(images, ImageStore) else load(images, name="images")
+        if len(store) != n:
+            raise ValueError(f"The 'images' parameter of interactive_map must hold one image "
+                             f"per point ({n}). Got {len(store)} images instead.")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"The 'labels' parameter of interactive_map must have one entry "
+                             f"per point, shape ({n},). Got shape {labels.shape} instead.")
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+    if files is not None:
+        files = [os.fspath(f) for f in files]
+        if len(files) != n:
+            raise ValueError(f"The 'files' parameter of interactive_map must name one file "
+                             f"per point ({n}). Got {len(files)} names instead.")
+    if not (isinstance(thumbnail_size, (int, np.integer)) and 1 <= thumbnail_size <= 256):
+        raise ValueError(f"The 'thumbnail_size' parameter of interactive_map must be an int "
+                         f"in [1, 256]. Got {thumbnail_size!r} instead.")
+    if not (isinstance(quality, (int, np.integer)) and 1 <= quality <= 100):
+        raise ValueError(f"The 'quality' parameter of interactive_map must be an int in "
+                         f"[1, 100]. Got {quality!r} instead.")
+    return Y, store, labels, class_names, files
+
+
+def _classes(labels, class_names):
+    """(class of each point as 0..K-1, label text of each class, name of each class)."""
+    values, k = np.unique(labels, return_inverse=True)
+    texts = [str(v) for v in values]
+    names = []
+    for v in values:
+        name = ""
+        if class_names is not None:
+            try:
+                name = class_names[int(v)]
+            except (ValueError, TypeError, IndexError):
+                name = ""
+        names.append(name)
+    return k.astype(np.int32), texts, names
+
+
+def _palette(n_classes: int) -> list[str]:
+    """The colours of ``plot_embedding`` (matplotlib's tab10, or tab20 cycled)."""
+    from bokeh.palettes import Category10_10, Category20_20
+
+    base = list(Category10_10 if n_classes <= 10 else Category20_20)
+    return [base[i % len(base)] for i in range(n_classes)]
+
+
+# -- the page ---------------------------------------------------------------------------------
+# The hover tool's formatter: `value` is the hovered point's index in the embedding and
+# `format` (the text in braces after @index in the tooltip) says what to return.
+_FORMATTER_JS = """
+const i = value
+if (format === "index") return String(i)
+if (format === "label") return klass.length ? texts[klass[i]] : ""
+if (format === "name") return klass.length ? names[klass[i]] : ""
+if (format === "file") {
+  if (!files) return ""
+  if (atlas.__simcne_files === undefined) atlas.__simcne_files = files.split("\\n")
+  return atlas.__simcne_files[i]
+}
+if (format !== "thumb") return ""
+const st = atlas.__simcne || (atlas.__simcne = {images: [], last: -1, url: ""})
+if (st.last === i) return st.url
+const page = Math.floor(i / per_page), j = i % per_page, cols = atlas.data.cols[page]
+let img = st.images[page]
+if (img === undefined) {
+  img = st.images[page] = new Image()
+  img.src = atlas.data.url[page]
+}
+if (!img.complete || img.naturalWidth === 0) return BLANK
+const canvas = document.createElement("canvas")
+canvas.width = tw
+canvas.height = th
+canvas.getContext("2d").drawImage(img, (j % cols) * tw, Math.floor(j / cols) * th, tw, th,
+                                  0, 0, tw, th)
+st.last = i
+st.url = canvas.toDataURL("image/png")
+return st.url
+"""
+
+# Run once the page is ready: start decoding every atlas page, so the first hover has it.
+_PRELOAD_JS = """
+const st = atlas.__simcne || (atlas.__simcne = {images: [], last: -1, url: ""})
+const waits = []
+for (let p = 0; p < atlas.data.url.length; p++) {
+  if (st.images[p] === undefined) {
+    st.images[p] = new Image()
+    st.images[p].src = atlas.data.url[p]
+  }
+  waits.push(st.images[p].decode().catch(() => null))
+}
+window.simcne_map = {ready: Promise.all(waits).then(() => true), n_points: n_points}
+"""
+
+# 3-D: drag rotates. Points are (x3, y3, z3) in each source; x, y are their projection.
+_ROTATE_JS = """
+const st = view3d.__simcne || (view3d.__simcne = {yaw: yaw0, pitch: pitch0})
+if (cb_obj.event_name === "pan") {
+  st.yaw += cb_obj.delta_x * 0.01
+  st.pitch = Math.max(-1.55, Math.min(1.55, st.pitch + cb_obj.delta_y * 0.01))
+}
+const cy = Math.cos(st.yaw), sy = Math.sin(st.yaw)
+const cp = Math.cos(st.pitch), sp = Math.sin(st.pitch)
+// rotate about the vertical axis by yaw, then tilt by pitch; x and y are on the screen
+const px = (x, y, z) => cy * x + sy * y
+const py = (x, y, z) => (-sy * x + cy * y) * sp + z * cp
+for (const src of sources) {
+  const d = src.data, n = d.x3.length
+  const x = new Float64Array(n), y = new Float64Array(n)
+  for (let k = 0; k < n; k++) {
+    x[k] = px(d.x3[k], d.y3[k], d.z3[k])
+    y[k] = py(d.x3[k], d.y3[k], d.z3[k])
+  }
+  src.data = {...d, x: x, y: y}
+}
+const a = axes.data, ax = [], ay = []
+for (let k = 0; k < 3; k++) {
+  ax.push([0, px(a.ex[k], a.ey[k], a.ez[k])])
+  ay.push([0, py(a.ex[k], a.ey[k], a.ez[k])])
+}
+axes.data = {...a, xs: ax, ys: ay, tx: ax.map((v) => v[1]), ty: ay.map((v) => v[1])}
+"""
+
+# Before bokeh reads the document: keep WebGL only where the browser's WebGL runs on a GPU.
+# A software WebGL (SwiftShader, llvmpipe: browsers without a usable GPU) drew bokeh's
+# WebGL scatter 3-20 times slower than bokeh's canvas (20,000 and 70,000 points) on the
+# 2-core test machine (BENCHMARKS.md). "#backend=webgl" or "#backend=canvas" after the
+# file name chooses by hand.
+_BACKEND_JS = """<script>
+document.addEventListener("DOMContentLoaded", () => {
+  const software = /swiftshader|llvmpipe|softpipe|software|basic render/i
+  let renderer = ""
+  try {
+    const gl = document.createElement("canvas").getContext("webgl")
+    if (gl) {
+      const info = gl.getExtension("WEBGL_debug_renderer_info")
+      renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER))
+      const lose = gl.getExtension("WEBGL_lose_context")
+      if (lose) lose.loseContext()
+    }
+  } catch (e) { renderer = "" }
+  const asked = (location.hash.match(/backend=(webgl|canvas)/) || [])[1]
+  const backend = asked || (renderer && !software.test(renderer) ? "webgl" : "canvas")
+  window.simcne_backend = {backend: backend, webgl_renderer: renderer}
+  if (backend === "canvas") {
+    for (const el of document.querySelectorAll('script[type="application/json"]')) {
+      el.textContent = el.textContent.replace('"output_backend":"webgl"',
+                                              '"output_backend":"canvas"')
+    }
+  }
+})
+</script>"""
+
+_BLANK = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+_YAW0, _PITCH0 = 0.6, 0.45
+_MARKER = "circle"
+
+
+def _project(P, yaw, pitch):
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    x = cy * P[:, 0] + sy * P[:, 1]
+    y = (-sy * P[:, 0] + cy * P[:, 1]) * sp + P[:, 2] * cp
+    return x, y
+
+
+def _tooltip(th, tw, shown_px, has_images, has_labels, has_names, has_files) -> str:
+    rows = ['<div style="font: 12px sans-serif; line-height: 1.35; max-width: 240px">']
+    if has_images:
+        rows.append(f'<img class="simcne-thumb" src="@index{{thumb}}" width="{shown_px[1]}" '
+                    f'height="{shown_px[0]}" style="image-rendering: pixelated; display: '
+                    f'block; margin-bottom: 4px; border: 1px solid #999" alt="">')
+    rows.append('<div>index <b class="simcne-index">@index{index}</b></div>')
+    if has_labels:
+        rows.append('<div>label <b class="simcne-label">@index{label}</b></div>')
+    if has_names:
+        rows.append('<div>class <b class="simcne-class">@index{name}</b></div>')
+    if has_files:
+        rows.append('<div class="simcne-file" style="word-break: break-all">'
+                    '@index{file}</div>')
+    rows.append("</div>")
+    return "".join(rows)
+
+
+def interactive_map(embedding, images=None, labels=None, class_names=None, files=None,
+                    path="map.html", *, title=None, thumbnail_size=28, quality=80,
+                    point_size=None):
+    """Write an interactive map of an embedding: one HTML file that works offline.
+
+    The page shows the points coloured by class, with pan (drag), zoom (mouse wheel, box)
+    and a legend whose entries hide and show their class when clicked. Hovering a point
+    shows its image, its index, label, class name and file name. Everything is inside the
+    one file (bokeh's JavaScript, the data, the thumbnails): it needs no server and no
+    network. Points are drawn with WebGL (bokeh falls back to a canvas without it).
+
+    Parameters
+    ----------
+    embedding : array of shape (n, d), d >= 2
+        E.g. ``TSimCNE.embedding_``. d = 3 gives a 3-D view that dragging rotates;
+        d > 3 draws the first two dimensions (with a warning and a note on the page).
+    images : array, tensor, ImageStore or anything :func:`simcne.data.load` reads, optional
+        The images of the points, in the same order. None: no thumbnails.
+    labels : array of shape (n,), optional
+        Class of each point (ints or strings): the colours and the legend.
+    class_names : list of str, optional
+        ``class_names[label]`` names an int label in the legend and the hover box.
+    files : list of str, optional
+        The file name of each point (e.g. ``ImageStore.paths``), shown on hover.
+    path : str or os.PathLike, default="map.html"
+        Where to write the page (atomically: a temporary file, then a rename).
+    title : str, optional
+        The page's heading (default: "t-SimCNE map of N images").
+    thumbnail_size : int, default=28
+        The longer side of each thumbnail in pixels; larger images are shrunk to it
+        (antialiased), smaller ones are kept as they are. The file grows with its square.
+    quality : int, default=80
+        WebP quality of the thumbnails (1-100).
+    point_size : float, optional
+        Diameter of the points in screen pixels (default: from 2.5 for 70,000 points to
+        10 for a few hundred).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Examples
+    --------
+    >>> from simcne.plot import interactive_map
+    >>> interactive_map(est.embedding_, images, est.labels_, class_names,
+    ...                 path="map.html")  # doctest: +SKIP
+    PosixPath('map.html')
+    """
+    _bokeh()
+    from bokeh.document import Document
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import (ColumnDataSource, CustomJS, CustomJSHover, Div, HoverTool,
+                              Legend, LegendItem, Range1d)
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    from ._io import atomic_path
+
+    Y, store, labels, class_names, files = _check_inputs(
+        embedding, images, labels, class_names, files, thumbnail_size, quality)
+    n, d = Y.shape
+    if point_size is None:
+        point_size = float(np.clip(420.0 / math.sqrt(n), 2.5, 10.0))
+    elif not (isinstance(point_size, (int, float, np.number)) and point_size > 0):
+        raise ValueError(f"The 'point_size' parameter of interactive_map must be a number "
+                         f"> 0. Got {point_size!r} instead.")
+    note = ""
+    if d > 3:
+        note = (f"The embedding has {d} dimensions: this map shows the first two "
+                "(dimensions 1 and 2).")
+        warnings.warn(note, stacklevel=2)
+    three_d = d == 3
+    Y = Y.astype(np.float64)
+
+    if labels is not None:
+        klass, texts, names = _classes(labels, class_names)
+    else:
+        klass, texts, names = np.zeros(n, np.int32), [""], [""]
+    n_classes = len(texts)
+    has_names = labels is not None and any(names)
+
+    # thumbnails
+    per_page = PAGE_GRID[0] * PAGE_GRID[1]
+    th = tw = 1
+    pages = []
+    if store is not None:
+        th, tw = thumbnail_shape(store.image_size, thumbnail_size)
+        pages = atlas_pages(store, (th, tw), quality=quality)
+    scale = max(1, round(84 / max(th, tw)))  # shown at about 84 pixels, whole multiples
+    atlas = ColumnDataSource(dict(
+        url=["data:image/webp;base64," + base64.b64encode(p).decode("ascii")
+             for p, _ in pages],
+        cols=[c for _, c in pages]))
+    meta_args = dict(atlas=atlas, klass=klass if labels is not None else np.zeros(0, np.int32),
+                     texts=texts, names=names, per_page=per_page, th=th, tw=tw, BLANK=_BLANK,
+                     # one string: bokeh walks lists item by item (5 s for 70,000 names)
+                     files="\n".join(f.replace("\n", " ") for f in files) if files else "")
+    formatter = CustomJSHover(args=meta_args, code=_FORMATTER_JS)
+
+    # the figure
+    heading = title if title is not None else (
+        f"t-SimCNE map of {n:,} images" + (" (3-D)" if three_d else ""))
+    tools = "wheel_zoom,reset" if three_d else "pan,wheel_zoom,box_zoom,reset"
+    p = figure(output_backend="webgl", tools=tools, active_scroll="wheel_zoom",
+               match_aspect=True, sizing_mode="stretch_both", min_height=300,
+               toolbar_location="above")
+    p.axis.visible = False
+    p.grid.visible = False
+    p.outline_line_color = "#cccccc"
+    index = np.arange(n, dtype=np.int32)
+    if three_d:
+        P = Y - Y.mean(axis=0)
+        # the view holds the sphere of 98 % of the points, whatever way it is turned
+        radius = float(np.quantile(np.sqrt((P ** 2).sum(axis=1)), 0.98)) or 1.0
+        P = P / radius
+        x, y = _project(P, _YAW0, _PITCH0)
+        p.x_range = Range1d(-1.15, 1.15)
+        p.y_range = Range1d(-1.15, 1.15)
+    else:
+        x, y = Y[:, 0], Y[:, 1]
+    colors = _palette(n_classes) if labels is not None else ["#4d4d4d"]
+    sources, renderers, items = [], [], []
+    for c in range(n_classes):
+        m = klass == c
+        data = dict(x=x[m], y=y[m], index=index[m])
+        if three_d:
+            data.update(x3=P[m, 0], y3=P[m, 1], z3=P[m, 2])
+        src = ColumnDataSource(data)
+        r = p.scatter("x", "y", source=src, marker=_MARKER, size=point_size, fill_color=colors[c],
+                      line_color=None, fill_alpha=0.75, name=f"class-{c}")
+        sources.append(src)
+        renderers.append(r)
+        if labels is not None:
+            text = texts[c] + (f"  {names[c]}" if names[c] and names[c] != texts[c] else "")
+            text = text.replace("$$", "$\u200b$")  # "$$...$$" would be math: MathJax, a CDN
+            items.append(LegendItem(label=text, renderers=[r]))
+    if items:
+        ncols = max(1, math.ceil(len(items) / 28))
+        legend = Legend(items=items, click_policy="hide", ncols=ncols, label_text_font_size="11pt",
+                        glyph_height=16, glyph_width=16, title="click to hide / show")
+        p.add_layout(legend, "right")
+    hover = HoverTool(renderers=renderers, tooltips=_tooltip(
+        th, tw, (th * scale, tw * scale), store is not None, labels is not None, has_names,
+        files is not None), formatters={"@index": formatter}, point_policy="follow_mouse",
+        limit=1, attachment="right")
+    p.add_tools(hover)
+    if three_d:
+        ends = np.eye(3) * 0.35
+        ex, ey = _project(ends, _YAW0, _PITCH0)
+        axes_src = ColumnDataSource(dict(
+            ex=ends[:, 0], ey=ends[:, 1], ez=ends[:, 2], xs=[[0.0, v] for v in ex],
+            ys=[[0.0, v] for v in ey], tx=list(ex), ty=list(ey), name=["1", "2", "3"]))
+        p.multi_line("xs", "ys", source=axes_src, line_color="#888888", line_width=1.5)
+        p.text("tx", "ty", text="name", source=axes_src, text_color="#666666",
+               text_font_size="10pt", x_offset=3)
+        rotate = CustomJS(args=dict(sources=sources, axes=axes_src, view3d=p, yaw0=_YAW0,
+                                    pitch0=_PITCH0), code=_ROTATE_JS)
+        p.js_on_event("pan", rotate)
+    how = ("drag to rotate, scroll to zoom" if three_d else "drag to pan, scroll to zoom")
+    how += ", hover a point to see " + ("its image" if store is not None else "which it is")
+    if items:
+        how += ", click a legend entry to hide or show its class"
+    summary = f"{n:,} points" + (f", {n_classes} classes" if labels is not None else "")
+    header = Div(text=(
+        f'<div style="font: 14px sans-serif"><b style="font-size: 16px">'
+        f"{html.escape(heading)}</b> &nbsp; {summary}; {how}."
+        + (f'<div class="simcne-note" style="color: #a04000; margin-top: 2px">'
+           f"{html.escape(note)}</div>" if note else "") + "</div>"),
+        sizing_mode="stretch_width")
+    doc = Document()
+    doc.add_root(column(header, p, sizing_mode="stretch_both"))
+    doc.js_on_event("document_ready", CustomJS(args=dict(atlas=atlas, n_points=n),
+                                               code=_PRELOAD_JS))
+    from bokeh.core.templates import get_env
+
+    template = get_env().from_string(
+        '{% extends "file.html.jinja" %}{% block preamble %}' + _BACKEND_JS
+        + "{% endblock %}")
+    text = file_html(doc, resources=INLINE, title=heading, template=template)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
