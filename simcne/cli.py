@@ -30,6 +30,8 @@ DEMO = dict(backbone="resnet_small", total_epochs=[60, 20, 160], batch_size=128,
 
 #: TSimCNE parameters that only the Python API can set (their values are Python objects)
 PYTHON_ONLY = ("model", "data_transform", "callbacks")
+#: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
+CHECKPOINT_NAME = "checkpoint.pt"
 #: set by --quiet (the command shows progress by default)
 VERBOSE_FLAG = "verbose"
 
@@ -109,7 +111,9 @@ CLI_PARAMS = {
                 "torch.compile the network for training"),
     "checkpoint": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
                    "keep the run in FILE while it trains (every --checkpoint-every epochs); "
-                   "run the same command again after a crash to go on from it"),
+                   "run the same command again after a crash to go on from it. 'simcne "
+                   "fit' keeps one in DIR/checkpoint.pt unless told otherwise "
+                   "(--no-checkpoint)"),
     "checkpoint_every": (dict(type=int, metavar="N"), _ONE, "epochs between checkpoints"),
     "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
                   "forward passes in bf16 autocast: auto (on CUDA only), bf16 (everywhere), "
@@ -391,6 +395,13 @@ def _fit(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
     params = params_from_args(args)
+    if args.no_checkpoint:
+        if params.get("checkpoint") is not None:
+            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
+                            "give one of them")
+        params["checkpoint"] = None
+    elif "checkpoint" not in params:
+        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
     _check_device(params)
     clock = _StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -450,6 +461,8 @@ def _fit(args) -> int:
         "class_names": store.class_names,
         "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
         "stages_run": n_stages,
+        "resumed_from": (None if est.resumed_from_ is None else
+                         dict(zip(("stage", "epoch"), est.resumed_from_))),
         "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
                        for s in range(1, n_stages + 1)},
         "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
@@ -709,6 +722,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "IDX, CIFAR, .beton, or a built-in name (digits, fashion-mnist)")
     fit.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     fit.add_argument("--no-plots", action="store_true", help="write no figures")
+    fit.add_argument("--no-checkpoint", action="store_true",
+                     help=f"keep no checkpoint (by default the run is kept in "
+                          f"DIR/{CHECKPOINT_NAME} while it trains, so that the same command "
+                          "run again after a crash goes on from it; removed once it completes)")
     _add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)

@@ -15,11 +15,13 @@ from torch import nn
 
 from . import data as _data
 from .augment import Augment, resize
-from .checkpoint import load_checkpoint, save_checkpoint, training_params
+from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
+                         save_checkpoint, training_params)
 from .losses import METRICS, info_nce
 from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
                      set_trainable)
-from .train import PRECISIONS, PREFIX, Stage, embed, train_stage
+from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, embed, step_memory,
+                    train_stage)
 
 _STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
 
@@ -390,9 +392,12 @@ class TSimCNE:
         store = _data.load(X, y)
         self._resolve(store)
         self._resume = None
+        self.resumed_from_ = None
         if self.checkpoint is not None:
+            remove_stale_temporaries(self.checkpoint)  # left by a process killed mid-write
             self._resume = load_checkpoint(self.checkpoint, training_params(self), len(store))
             if self._resume is not None:
+                self.resumed_from_ = (int(self._resume["stage"]), int(self._resume["epoch"]))
                 self._seed = self._resume["seed"]
                 if self.verbose:
                     print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
@@ -414,6 +419,7 @@ class TSimCNE:
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
+        step_bytes = self._check_memory(model, device) if device.type == "cpu" else None
         self.model_ = model
         self.labels_ = store.labels
         train_store = _place(store, device)
@@ -444,10 +450,12 @@ class TSimCNE:
             return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
 
         on_epoch_end = None
+        saved = [None if resume is None else (resume["stage"], resume["epoch"])]
         if self.checkpoint is not None:
             params, every = training_params(self), self.checkpoint_every
 
             def on_epoch_end(stage, epoch, opt):
+                _test_hook("epoch", stage, epoch)
                 if epoch % every and epoch != stages[stage - 1].epochs:
                     return
                 save_checkpoint(
@@ -456,16 +464,19 @@ class TSimCNE:
                     rng={"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
                          "torch": torch.get_rng_state()},
                     history=history, stage_embeddings=self.stage_embeddings_)
+                saved[0] = (stage, epoch)
 
         common = dict(batch_size=self._batch_size, augment=augment, loss_fn=loss_fn,
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
                       verbose=int(self.verbose), compile=self.compile,
-                      precision=self.precision, history=history, on_epoch_end=on_epoch_end)
+                      precision=self.precision, history=history, on_epoch_end=on_epoch_end,
+                      step_bytes=step_bytes)
         stages = [Stage(i + 1, e, lr, w)
                   for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
         stopped = False
+        self.__dict__.pop("embedding_", None)  # a diverged run leaves none
         try:
             # stage 1: the whole network, pretrain_out_dim outputs
             if first == 1:
@@ -475,17 +486,20 @@ class TSimCNE:
             layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
                                         .manual_seed(self._seed + 2))
             if first == 1:
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 1, stages))
             if len(stages) > 1 and not stopped and first <= 2:
                 # stage 2: only the new layer
                 self.n_trainable_stage2_ = set_trainable(model, only=layer)
                 stopped = train_stage(model, train_store, stages[1], **common, **start(2))
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 2, stages))
             if len(stages) > 2 and not stopped:
                 # stage 3: everything, at a small learning rate
                 set_trainable(model)
                 stopped = train_stage(model, train_store, stages[2], **common, **start(3))
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 3, stages))
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{e} {self._kept(saved[0])}", e.stage, e.epoch,
+                                   e.lr) from None
         finally:
             set_trainable(model)
             self.loss_history_ = np.array(
@@ -496,6 +510,52 @@ class TSimCNE:
         if self.verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
                   flush=True)
+
+    def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
+        """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
+        Y = self._embed(store)
+        if not np.isfinite(Y).all():
+            stage = stages[min(number, len(stages)) - 1]
+            raise TrainingDiverged(
+                f"Training diverged: the embedding after stage {number} holds NaN or infinite "
+                f"values (stage {stage.number}, epoch {stage.epochs}, 'lr' {stage.lr:g}). Lower "
+                "the learning rate or check the input images.", number, stage.epochs, stage.lr)
+        return Y
+
+    def _check_memory(self, model, device) -> int | None:
+        """The estimated memory of a training step (CPU); a ValueError when it cannot fit.
+
+        Refuses a batch whose step alone (estimated, see ``simcne.train.step_memory``)
+        exceeds the memory available to the process, instead of letting the OOM killer end
+        the run later. ``SIMCNE_MEMORY_CHECK=0`` turns the refusal off.
+        """
+        from ._heap import available_memory
+
+        try:
+            need = step_memory(model, (self.in_channels_, *self.image_size_), self._batch_size)
+        except Exception:  # noqa: BLE001  a model the probe cannot run: no estimate
+            return None
+        avail = available_memory()
+        if (avail is not None and need > avail
+                and os.environ.get("SIMCNE_MEMORY_CHECK", "1") != "0"):
+            fits = max(1, int(self._batch_size * avail / need))
+            raise ValueError(
+                f"The 'batch_size' parameter of TSimCNE is too large for this machine's "
+                f"memory: a training step at batch_size={self._batch_size} with images of "
+                f"{self.image_size_[0]}x{self.image_size_[1]} needs about {need / 1e9:.1f} GB, "
+                f"but only {avail / 1e9:.1f} GB are available. Pass a smaller batch_size "
+                f"(about {fits} would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this "
+                "check).")
+        return need
+
+    def _kept(self, saved) -> str:
+        """What a diverged run leaves behind, for its error message."""
+        if self.checkpoint is None:
+            return "No checkpoint was kept (pass 'checkpoint' to keep one)."
+        if saved is None:
+            return "No checkpoint was written before it (nothing finished well)."
+        return (f"The last good checkpoint, '{os.fspath(self.checkpoint)}' (stage {saved[0]}, "
+                f"epoch {saved[1]}), is kept; delete it to start again with other parameters.")
 
     def _augment(self, generator) -> Callable:
         if self.data_transform is None:
