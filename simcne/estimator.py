@@ -342,8 +342,8 @@ class TSimCNE:
         n_stages = len(epochs)
         if len(store) < 2:
             raise ValueError(
-                f"t-SimCNE needs at least 2 images (the other images are the negatives). "
-                f"Got {len(store)}."
+                f"X holds {len(store)} image(s): expected at least 2, since t-SimCNE "
+                "contrasts each image with the others as negatives."
             )
         self._batch_size = min(self.batch_size, len(store))
         if self._batch_size < self.batch_size:
@@ -381,6 +381,7 @@ class TSimCNE:
             self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             self._device = torch.device(self.device)
+            _check_device_exists(self._device, self.device)
         self._metric = self.metric or "euclidean"
         self._seed = (int(self.random_state) if self.random_state is not None
                       else int(np.random.SeedSequence().generate_state(1)[0]))
@@ -669,6 +670,17 @@ def _place(store, device: torch.device):
         return store
     free, _ = torch.cuda.mem_get_info(device)
     return store.to(device) if store.nbytes < free // 2 else store
+
+
+def _check_device_exists(device: torch.device, given) -> None:
+    """A ValueError naming 'device' when it asks for a CUDA device this machine lacks."""
+    if device.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0 or (device.index or 0) >= count:
+        raise _err("device", f"'auto', 'cpu' or one of the {count} CUDA device(s) of this "
+                   "machine" if count else "'auto' or 'cpu' (CUDA is not available here)",
+                   given if not isinstance(given, torch.device) else str(given))
 
 
 def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:
