@@ -32,6 +32,8 @@ DEMO = dict(backbone="resnet_small", total_epochs=[60, 20, 160], batch_size=128,
 PYTHON_ONLY = ("model", "data_transform", "callbacks")
 #: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
 CHECKPOINT_NAME = "checkpoint.pt"
+#: the model file that --save-diverged writes when training diverges
+DIVERGED_NAME = "model-diverged.pt"
 #: set by --quiet (the command shows progress by default)
 VERBOSE_FLAG = "verbose"
 
@@ -386,7 +388,7 @@ def _versions() -> dict:
 def _fit(args) -> int:
     import numpy as np
 
-    from . import TSimCNE, knn_accuracy
+    from . import TSimCNE, TrainingDiverged, knn_accuracy
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -414,7 +416,12 @@ def _fit(args) -> int:
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
                f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
     clock.start = t_fit0 = time.perf_counter()
-    est.fit(store)
+    try:
+        est.fit(store)
+    except TrainingDiverged as e:
+        if args.save_diverged and e.restored:
+            raise UserError(f"{e} {_save_diverged(est, store, out)}") from None
+        raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
     Y = est.embedding_
@@ -485,6 +492,20 @@ def _fit(args) -> int:
     if acc is not None:
         _say(args, f"kNN accuracy of the embedding (k=15, stratified 20 % test split): {acc:.3f}")
     return 0
+
+
+def _save_diverged(est, store, out: Path) -> str:
+    """--save-diverged: write the network of the last good checkpoint as a model file."""
+    import numpy as np
+
+    Y = est.transform(store)
+    if not np.isfinite(Y).all():
+        return "Its embedding is not finite either: no model file written."
+    est.set_params(callbacks=None)
+    est.embedding_ = Y
+    est.save(out / DIVERGED_NAME)
+    return (f"The model so far (that checkpoint's network) is in "
+            f"'{os.fspath(out / DIVERGED_NAME)}'.")
 
 
 def _fit_figures(est, store, out: Path, acc) -> list[str]:
@@ -722,6 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "IDX, CIFAR, .beton, or a built-in name (digits, fashion-mnist)")
     fit.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     fit.add_argument("--no-plots", action="store_true", help="write no figures")
+    fit.add_argument("--save-diverged", action="store_true",
+                     help=f"if training diverges (NaN or infinite loss), also write the "
+                          f"network of the last good checkpoint as DIR/{DIVERGED_NAME} "
+                          "(readable by TSimCNE.load and 'simcne transform'); the checkpoint "
+                          "is kept either way")
     fit.add_argument("--no-checkpoint", action="store_true",
                      help=f"keep no checkpoint (by default the run is kept in "
                           f"DIR/{CHECKPOINT_NAME} while it trains, so that the same command "

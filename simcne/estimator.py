@@ -388,7 +388,21 @@ class TSimCNE:
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "TSimCNE":
-        """Train on images X (array, Dataset, list of images or path); returns self."""
+        """Train on images X (array, Dataset, list of images or path); returns self.
+
+        Raises
+        ------
+        ValueError
+            For a bad parameter or input (the message names it), for a ``batch_size`` whose
+            training step cannot fit in the available memory (CPU), and as
+            :class:`simcne.TrainingDiverged` when the loss or the weights become NaN or
+            infinite: its message names the stage, the epoch and the learning rate and the
+            checkpoint kept (the last good one); ``embedding_`` is then not set, and
+            ``model_`` holds the checkpoint's weights where they fit the network.
+        simcne._io.WriteError
+            An ``OSError`` naming the checkpoint file when it cannot be written (full disk,
+            read-only folder); the previous checkpoint is left as it was.
+        """
         self._validate_params()
         store = _data.load(X, y)
         self._resolve(store)
@@ -499,8 +513,11 @@ class TSimCNE:
                 stopped = train_stage(model, train_store, stages[2], **common, **start(3))
                 self.stage_embeddings_.append(self._finite_embedding(train_store, 3, stages))
         except TrainingDiverged as e:
-            raise TrainingDiverged(f"{e} {self._kept(saved[0])}", e.stage, e.epoch,
-                                   e.lr) from None
+            restored = saved[0] is not None and self._restore_last_good(model)
+            err = TrainingDiverged(f"{e} {self._kept(saved[0], restored)}", e.stage, e.epoch,
+                                   e.lr)
+            err.restored = restored  # model_ holds the last good checkpoint's weights
+            raise err from None
         finally:
             set_trainable(model)
             self.loss_history_ = np.array(
@@ -549,14 +566,29 @@ class TSimCNE:
                 "check).")
         return need
 
-    def _kept(self, saved) -> str:
+    def _restore_last_good(self, model) -> bool:
+        """Give ``model`` the weights of the last good checkpoint, where they fit it."""
+        try:
+            weights = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["model"]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError):
+            return False
+        current = model.state_dict()
+        if set(weights) != set(current) or any(weights[k].shape != current[k].shape
+                                               for k in current):
+            return False  # a checkpoint from before the stage-2 surgery
+        model.load_state_dict(weights)
+        return True
+
+    def _kept(self, saved, restored: bool = False) -> str:
         """What a diverged run leaves behind, for its error message."""
         if self.checkpoint is None:
             return "No checkpoint was kept (pass 'checkpoint' to keep one)."
         if saved is None:
             return "No checkpoint was written before it (nothing finished well)."
         return (f"The last good checkpoint, '{os.fspath(self.checkpoint)}' (stage {saved[0]}, "
-                f"epoch {saved[1]}), is kept; delete it to start again with other parameters.")
+                f"epoch {saved[1]}), is kept" + (", and model_ holds its weights" if restored
+                                                 else "")
+                + "; delete it to start again with other parameters.")
 
     def _augment(self, generator) -> Callable:
         if self.data_transform is None:

@@ -53,6 +53,8 @@ class TrainingDiverged(FloatingPointError, ValueError):
     def __init__(self, message: str, stage: int = 0, epoch: int = 0, lr: float = float("nan")):
         super().__init__(message)
         self.stage, self.epoch, self.lr = stage, epoch, lr
+        #: set by TSimCNE.fit: whether model_ got the last good checkpoint's weights
+        self.restored = False
 
 
 def _all_finite(params) -> bool:

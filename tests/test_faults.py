@@ -223,3 +223,27 @@ def test_the_step_estimate_is_near_the_measured_peak():
     # glibc's default allocation peaked at 1.75 GB in this step (BENCHMARKS.md)
     assert 1.2e9 < need < 1.75e9
     assert all(torch.equal(a, b) for a, b in zip(before, model.state_dict().values()))
+
+
+def test_the_model_so_far_on_request(tiny, tmp_path, monkeypatch, capsys):
+    from simcne import TSimCNE
+
+    np.save(tmp_path / "x.npy", tiny[0][:32])
+    out = tmp_path / "out"
+    real, calls = simcne.estimator.info_nce, [0]
+
+    def loss(z, *args):  # 2 steps an epoch: NaN from stage 2, epoch 2 on
+        calls[0] += 1
+        return real(z, *args) * (float("nan") if calls[0] > 6 else 1.0)
+
+    monkeypatch.setattr(simcne.estimator, "info_nce", loss)
+    assert main(["fit", str(tmp_path / "x.npy"), "--out", str(out), *FIT,
+                 "--save-diverged"]) == 2
+    line = _one_error_line(capsys)
+    assert "stage 2, epoch 2 of 2" in line and "(stage 2, epoch 1), is kept" in line
+    assert f"The model so far (that checkpoint's network) is in '{out / 'model-diverged.pt'}'" \
+        in line
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "model-diverged.pt"}
+    est = TSimCNE.load(out / "model-diverged.pt", device="cpu")
+    assert est.embedding_.shape == (32, 2) and np.isfinite(est.embedding_).all()
+    np.testing.assert_allclose(est.transform(tiny[0][:32]), est.embedding_, atol=1e-5)
