@@ -178,7 +178,8 @@ def reuse_fits(step_bytes: int) -> tuple[bool, str]:
     if avail is None or heap <= REUSE_SHARE * avail:
         return True, ""
     return False, (f"freed memory is not kept for reuse (it would need about {heap / 1e9:.1f} "
-                   f"GB, {avail / 1e9:.1f} GB are available): slower steps, less memory")
+                   f"GB, more than {REUSE_SHARE:.0%} of the {avail / 1e9:.1f} GB available): "
+                   "slower steps, less memory")
 
 
 @contextlib.contextmanager
