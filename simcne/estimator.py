@@ -145,6 +145,8 @@ class TSimCNE:
         Labels found with the training data.
     image_size_ : (int, int)
     in_channels_ : int
+    resumed_from_ : (int, int) or None
+        ``(stage, epoch)`` of the checkpoint this fit went on from, or None.
 
     Examples
     --------
