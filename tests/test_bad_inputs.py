@@ -353,3 +353,22 @@ def test_any_npy_file_gives_a_store_or_a_value_error(x):
         except ValueError:
             return
         assert len(store) >= 2 and store.batch(np.arange(len(store))).dtype == torch.uint8
+
+
+TORCH_DTYPES = st.sampled_from([torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                                torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                                torch.bool, torch.complex64])
+
+
+@FAST
+@given(hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4), TORCH_DTYPES,
+       st.sampled_from([1.0, 255.0, -1.0, float("nan")]), st.integers(0, 2**16))
+def test_any_tensor_gives_a_store_or_a_value_error(shape, dtype, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = (torch.rand(shape, generator=g) * scale).to(dtype)
+    try:
+        store = from_array(t)
+    except ValueError:
+        return
+    assert len(store) >= 1 and store.channels in (1, 3) and min(store.image_size) >= 1
+    assert store.batch(np.arange(len(store))).dtype == torch.uint8
