@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import struct
 import tarfile
 import tempfile
@@ -264,7 +265,7 @@ def test_the_command_says_one_line_and_writes_nothing(case, tmp_path, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("simcne: error: ") and "Traceback" not in captured.err
-    assert __import__("re").search(bad.match, lines[0]), lines[0]
+    assert re.search(bad.match, lines[0]), lines[0]
     after = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else None
     assert after == before  # nothing written, nothing changed
 
