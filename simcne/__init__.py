@@ -7,6 +7,7 @@
 from .augment import Augment
 from .estimator import TSimCNE
 from .metrics import knn_accuracy
+from .train import TrainingDiverged
 
 __version__ = "0.1.0"
-__all__ = ["Augment", "TSimCNE", "knn_accuracy", "__version__"]
+__all__ = ["Augment", "TSimCNE", "TrainingDiverged", "knn_accuracy", "__version__"]

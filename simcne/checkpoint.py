@@ -17,11 +17,25 @@ checkpoint cannot run code):
 
 A later ``fit`` with the same ``checkpoint`` path, parameters and data goes on from there
 and, on CPU with the same thread count, ends with the embedding an uninterrupted run gives.
+
+Each write goes to a temporary file beside the checkpoint, is flushed to the disk (fsync)
+and then renamed over it, so a process killed at any moment (or a power cut) leaves either
+the previous checkpoint or the new one, never a mixture; a temporary file left by a killed
+write is removed when the next run starts. A write that fails (full disk, read-only folder)
+raises :class:`simcne._io.WriteError` naming the file, and the previous checkpoint stays.
+
+Test hook (for the test suite only, not an interface): when the environment variable
+``SIMCNE_TEST_HOOK_LOG`` names a file, :func:`_test_hook` appends one line per event to it,
+``epoch S E`` after every epoch, ``written S E`` when a checkpoint's temporary file is
+complete (before the rename) and ``saved S E`` after the rename; when
+``SIMCNE_TEST_HOOK_PAUSE`` equals such a line, the process stops there (sleeps) after
+logging it, so that a test can kill it at exactly that moment.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +65,7 @@ def training_params(est) -> dict:
 def save_checkpoint(path, *, params: dict, seed: int, n_images: int, stage: int, epoch: int,
                     model, optimizer, rng: dict, history: list, stage_embeddings: list) -> None:
     """Write a checkpoint atomically (see the module's docstring for what it holds)."""
-    from ._io import atomic_path
+    from ._io import save_torch
 
     state = {
         "format": FORMAT,
@@ -68,8 +82,38 @@ def save_checkpoint(path, *, params: dict, seed: int, n_images: int, stage: int,
         "stage_embeddings": [torch.from_numpy(np.ascontiguousarray(e))
                              for e in stage_embeddings],
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path, fsync=True,
+               before_replace=lambda: _test_hook("written", stage, epoch))
+    _test_hook("saved", stage, epoch)
+
+
+def _test_hook(event: str, stage: int, epoch: int) -> None:
+    """Test-only: log ``event stage epoch`` and maybe pause (see the module docstring)."""
+    log = os.environ.get("SIMCNE_TEST_HOOK_LOG")
+    if not log:
+        return
+    line = f"{event} {stage} {epoch}"
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    if os.environ.get("SIMCNE_TEST_HOOK_PAUSE") == line:
+        while True:  # wait here for the test's SIGKILL
+            time.sleep(0.1)
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Remove the temporary files a killed checkpoint write left beside ``path``."""
+    from ._io import temporaries_of
+
+    removed = []
+    for tmp in temporaries_of(path):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def load_checkpoint(path, params: dict, n_images: int) -> dict | None:

@@ -30,6 +30,10 @@ DEMO = dict(backbone="resnet_small", total_epochs=[60, 20, 160], batch_size=128,
 
 #: TSimCNE parameters that only the Python API can set (their values are Python objects)
 PYTHON_ONLY = ("model", "data_transform", "callbacks")
+#: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
+CHECKPOINT_NAME = "checkpoint.pt"
+#: the model file that --save-diverged writes when training diverges
+DIVERGED_NAME = "model-diverged.pt"
 #: set by --quiet (the command shows progress by default)
 VERBOSE_FLAG = "verbose"
 
@@ -109,7 +113,9 @@ CLI_PARAMS = {
                 "torch.compile the network for training"),
     "checkpoint": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
                    "keep the run in FILE while it trains (every --checkpoint-every epochs); "
-                   "run the same command again after a crash to go on from it"),
+                   "run the same command again after a crash to go on from it. 'simcne "
+                   "fit' keeps one in DIR/checkpoint.pt unless told otherwise "
+                   "(--no-checkpoint)"),
     "checkpoint_every": (dict(type=int, metavar="N"), _ONE, "epochs between checkpoints"),
     "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
                   "forward passes in bf16 autocast: auto (on CUDA only), bf16 (everywhere), "
@@ -390,7 +396,7 @@ def _versions() -> dict:
 def _fit(args) -> int:
     import numpy as np
 
-    from . import TSimCNE, knn_accuracy
+    from . import TSimCNE, TrainingDiverged, knn_accuracy
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -399,6 +405,13 @@ def _fit(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
     params = params_from_args(args)
+    if args.no_checkpoint:
+        if params.get("checkpoint") is not None:
+            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
+                            "give one of them")
+        params["checkpoint"] = None
+    elif "checkpoint" not in params:
+        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
     _check_device(params)
     clock = _StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -411,7 +424,12 @@ def _fit(args) -> int:
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
                f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
     clock.start = t_fit0 = time.perf_counter()
-    est.fit(store)
+    try:
+        est.fit(store)
+    except TrainingDiverged as e:
+        if args.save_diverged and e.restored:
+            raise UserError(f"{e} {_save_diverged(est, store, out)}") from None
+        raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
     Y = est.embedding_
@@ -464,6 +482,8 @@ def _fit(args) -> int:
         "class_names": store.class_names,
         "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
         "stages_run": n_stages,
+        "resumed_from": (None if est.resumed_from_ is None else
+                         dict(zip(("stage", "epoch"), est.resumed_from_))),
         "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
                        for s in range(1, n_stages + 1)},
         "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
@@ -486,6 +506,20 @@ def _fit(args) -> int:
     if acc is not None:
         _say(args, f"kNN accuracy of the embedding (k=15, stratified 20 % test split): {acc:.3f}")
     return 0
+
+
+def _save_diverged(est, store, out: Path) -> str:
+    """--save-diverged: write the network of the last good checkpoint as a model file."""
+    import numpy as np
+
+    Y = est.transform(store)
+    if not np.isfinite(Y).all():
+        return "Its embedding is not finite either: no model file written."
+    est.set_params(callbacks=None)
+    est.embedding_ = Y
+    est.save(out / DIVERGED_NAME)
+    return (f"The model so far (that checkpoint's network) is in "
+            f"'{os.fspath(out / DIVERGED_NAME)}'.")
 
 
 def _fit_figures(est, store, out: Path, acc) -> list[str]:
@@ -769,6 +803,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
     fit.add_argument("--no-plots", action="store_true",
                      help="write no figures and no map.html")
+    fit.add_argument("--save-diverged", action="store_true",
+                     help=f"if training diverges (NaN or infinite loss), also write the "
+                          f"network of the last good checkpoint as DIR/{DIVERGED_NAME} "
+                          "(readable by TSimCNE.load and 'simcne transform'); the checkpoint "
+                          "is kept either way")
+    fit.add_argument("--no-checkpoint", action="store_true",
+                     help=f"keep no checkpoint (by default the run is kept in "
+                          f"DIR/{CHECKPOINT_NAME} while it trains, so that the same command "
+                          "run again after a crash goes on from it; removed once it completes)")
     _add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)

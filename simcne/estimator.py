@@ -15,11 +15,13 @@ from torch import nn
 
 from . import data as _data
 from .augment import Augment, resize
-from .checkpoint import load_checkpoint, save_checkpoint, training_params
+from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
+                         save_checkpoint, training_params)
 from .losses import METRICS, info_nce
 from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
                      set_trainable)
-from .train import PRECISIONS, PREFIX, Stage, embed, train_stage
+from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, embed, step_memory,
+                    train_stage)
 
 _STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
 
@@ -144,6 +146,8 @@ class TSimCNE:
         Labels found with the training data.
     image_size_ : (int, int)
     in_channels_ : int
+    resumed_from_ : (int, int) or None
+        ``(stage, epoch)`` of the checkpoint this fit went on from, or None.
 
     Examples
     --------
@@ -341,8 +345,8 @@ class TSimCNE:
         n_stages = len(epochs)
         if len(store) < 2:
             raise ValueError(
-                f"t-SimCNE needs at least 2 images (the other images are the negatives). "
-                f"Got {len(store)}."
+                f"X holds {len(store)} image(s): expected at least 2, since t-SimCNE "
+                "contrasts each image with the others as negatives."
             )
         self._batch_size = min(self.batch_size, len(store))
         if self._batch_size < self.batch_size:
@@ -380,20 +384,38 @@ class TSimCNE:
             self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         else:
             self._device = torch.device(self.device)
+            _check_device_exists(self._device, self.device)
         self._metric = self.metric or "euclidean"
         self._seed = (int(self.random_state) if self.random_state is not None
                       else int(np.random.SeedSequence().generate_state(1)[0]))
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "TSimCNE":
-        """Train on images X (array, Dataset, list of images or path); returns self."""
+        """Train on images X (array, Dataset, list of images or path); returns self.
+
+        Raises
+        ------
+        ValueError
+            For a bad parameter or input (the message names it), for a ``batch_size`` whose
+            training step cannot fit in the available memory (CPU), and as
+            :class:`simcne.TrainingDiverged` when the loss or the weights become NaN or
+            infinite: its message names the stage, the epoch and the learning rate and the
+            checkpoint kept (the last good one); ``embedding_`` is then not set, and
+            ``model_`` holds the checkpoint's weights where they fit the network.
+        simcne._io.WriteError
+            An ``OSError`` naming the checkpoint file when it cannot be written (full disk,
+            read-only folder); the previous checkpoint is left as it was.
+        """
         self._validate_params()
         store = _data.load(X, y, **_size_hint(X, self.image_size))
         self._resolve(store)
         self._resume = None
+        self.resumed_from_ = None
         if self.checkpoint is not None:
+            remove_stale_temporaries(self.checkpoint)  # left by a process killed mid-write
             self._resume = load_checkpoint(self.checkpoint, training_params(self), len(store))
             if self._resume is not None:
+                self.resumed_from_ = (int(self._resume["stage"]), int(self._resume["epoch"]))
                 self._seed = self._resume["seed"]
                 if self.verbose:
                     print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
@@ -415,6 +437,7 @@ class TSimCNE:
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
+        step_bytes = self._check_memory(model, device) if device.type == "cpu" else None
         self.model_ = model
         self.labels_ = store.labels
         train_store = _place(store, device)
@@ -445,10 +468,12 @@ class TSimCNE:
             return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
 
         on_epoch_end = None
+        saved = [None if resume is None else (resume["stage"], resume["epoch"])]
         if self.checkpoint is not None:
             params, every = training_params(self), self.checkpoint_every
 
             def on_epoch_end(stage, epoch, opt):
+                _test_hook("epoch", stage, epoch)
                 if epoch % every and epoch != stages[stage - 1].epochs:
                     return
                 save_checkpoint(
@@ -457,16 +482,19 @@ class TSimCNE:
                     rng={"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
                          "torch": torch.get_rng_state()},
                     history=history, stage_embeddings=self.stage_embeddings_)
+                saved[0] = (stage, epoch)
 
         common = dict(batch_size=self._batch_size, augment=augment, loss_fn=loss_fn,
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
                       verbose=int(self.verbose), compile=self.compile,
-                      precision=self.precision, history=history, on_epoch_end=on_epoch_end)
+                      precision=self.precision, history=history, on_epoch_end=on_epoch_end,
+                      step_bytes=step_bytes)
         stages = [Stage(i + 1, e, lr, w)
                   for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
         stopped = False
+        self.__dict__.pop("embedding_", None)  # a diverged run leaves none
         try:
             # stage 1: the whole network, pretrain_out_dim outputs
             if first == 1:
@@ -476,17 +504,23 @@ class TSimCNE:
             layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
                                         .manual_seed(self._seed + 2))
             if first == 1:
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 1, stages))
             if len(stages) > 1 and not stopped and first <= 2:
                 # stage 2: only the new layer
                 self.n_trainable_stage2_ = set_trainable(model, only=layer)
                 stopped = train_stage(model, train_store, stages[1], **common, **start(2))
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 2, stages))
             if len(stages) > 2 and not stopped:
                 # stage 3: everything, at a small learning rate
                 set_trainable(model)
                 stopped = train_stage(model, train_store, stages[2], **common, **start(3))
-                self.stage_embeddings_.append(self._embed(train_store))
+                self.stage_embeddings_.append(self._finite_embedding(train_store, 3, stages))
+        except TrainingDiverged as e:
+            restored = saved[0] is not None and self._restore_last_good(model)
+            err = TrainingDiverged(f"{e} {self._kept(saved[0], restored)}", e.stage, e.epoch,
+                                   e.lr)
+            err.restored = restored  # model_ holds the last good checkpoint's weights
+            raise err from None
         finally:
             set_trainable(model)
             self.loss_history_ = np.array(
@@ -497,6 +531,67 @@ class TSimCNE:
         if self.verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
                   flush=True)
+
+    def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
+        """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
+        Y = self._embed(store)
+        if not np.isfinite(Y).all():
+            stage = stages[min(number, len(stages)) - 1]
+            raise TrainingDiverged(
+                f"Training diverged: the embedding after stage {number} holds NaN or infinite "
+                f"values (stage {stage.number}, epoch {stage.epochs}, 'lr' {stage.lr:g}). Lower "
+                "the learning rate or check the input images.", number, stage.epochs, stage.lr)
+        return Y
+
+    def _check_memory(self, model, device) -> int | None:
+        """The estimated memory of a training step (CPU); a ValueError when it cannot fit.
+
+        Refuses a batch whose step alone (estimated, see ``simcne.train.step_memory``)
+        exceeds the memory available to the process, instead of letting the OOM killer end
+        the run later. ``SIMCNE_MEMORY_CHECK=0`` turns the refusal off.
+        """
+        from ._heap import available_memory
+
+        try:
+            need = step_memory(model, (self.in_channels_, *self.image_size_), self._batch_size)
+        except Exception:  # noqa: BLE001  a model the probe cannot run: no estimate
+            return None
+        avail = available_memory()
+        if (avail is not None and need > avail
+                and os.environ.get("SIMCNE_MEMORY_CHECK", "1") != "0"):
+            fits = max(1, int(self._batch_size * avail / need))
+            raise ValueError(
+                f"The 'batch_size' parameter of TSimCNE is too large for this machine's "
+                f"memory: a training step at batch_size={self._batch_size} with images of "
+                f"{self.image_size_[0]}x{self.image_size_[1]} needs about {need / 1e9:.1f} GB, "
+                f"but only {avail / 1e9:.1f} GB are available. Pass a smaller batch_size "
+                f"(about {fits} would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this "
+                "check).")
+        return need
+
+    def _restore_last_good(self, model) -> bool:
+        """Give ``model`` the weights of the last good checkpoint, where they fit it."""
+        try:
+            weights = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["model"]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError):
+            return False
+        current = model.state_dict()
+        if set(weights) != set(current) or any(weights[k].shape != current[k].shape
+                                               for k in current):
+            return False  # a checkpoint from before the stage-2 surgery
+        model.load_state_dict(weights)
+        return True
+
+    def _kept(self, saved, restored: bool = False) -> str:
+        """What a diverged run leaves behind, for its error message."""
+        if self.checkpoint is None:
+            return "No checkpoint was kept (pass 'checkpoint' to keep one)."
+        if saved is None:
+            return "No checkpoint was written before it (nothing finished well)."
+        return (f"The last good checkpoint, '{os.fspath(self.checkpoint)}' (stage {saved[0]}, "
+                f"epoch {saved[1]}), is kept" + (", and model_ holds its weights" if restored
+                                                 else "")
+                + "; delete it to start again with other parameters.")
 
     def _augment(self, generator) -> Callable:
         if self.data_transform is None:
@@ -617,6 +712,17 @@ def _size_hint(X, image_size) -> dict:
     if image_size is None or not isinstance(X, (str, os.PathLike)):
         return {}
     return {"mixed_size": image_size}
+
+
+def _check_device_exists(device: torch.device, given) -> None:
+    """A ValueError naming 'device' when it asks for a CUDA device this machine lacks."""
+    if device.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0 or (device.index or 0) >= count:
+        raise _err("device", f"'auto', 'cpu' or one of the {count} CUDA device(s) of this "
+                   "machine" if count else "'auto' or 'cpu' (CUDA is not available here)",
+                   given if not isinstance(given, torch.device) else str(given))
 
 
 def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:

@@ -118,11 +118,9 @@ def model_state(est) -> dict:
 
 def save(est, path) -> None:
     """Write ``est`` to ``path`` atomically (see :meth:`TSimCNE.save`)."""
-    from ._io import atomic_path
+    from ._io import save_torch
 
-    state = model_state(est)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(model_state(est), path)
 
 
 def read_model_file(path) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._heap import reuse_freed_memory
+from ._heap import reuse_fits, reuse_freed_memory
 
 PREFIX = "[simcne]"
 
@@ -42,8 +42,26 @@ class Stage:
     warmup: int
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss (or the network's weights) became NaN or infinite.
+
+    A ``ValueError`` (so that the command reports it as one line) and a
+    ``FloatingPointError``. ``stage``, ``epoch`` (1-based, within the stage) and ``lr`` (the
+    learning rate of the epoch's last step) say where it happened.
+    """
+
+    def __init__(self, message: str, stage: int = 0, epoch: int = 0, lr: float = float("nan")):
+        super().__init__(message)
+        self.stage, self.epoch, self.lr = stage, epoch, lr
+        #: set by TSimCNE.fit: whether model_ got the last good checkpoint's weights
+        self.restored = False
+
+
+def _all_finite(params) -> bool:
+    """Whether every parameter is finite (one host sync for all of them)."""
+    if not params:
+        return True
+    return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -106,6 +124,48 @@ def autocast_for(device: torch.device, precision: str = "auto"):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def step_memory(model: nn.Module, view_shape, batch_size: int) -> int:
+    """Estimated working memory of one training step, bytes, from two small probes.
+
+    Counts the tensors autograd keeps for the backward pass (each storage once) in forward
+    passes of 2 and of 4 zero images of ``view_shape`` (C, H, W), in eval mode so that no
+    statistics change and no random number is drawn; the difference is the cost of one
+    view, scaled to the step's ``2 * batch_size`` views, plus the views themselves and
+    the parameters' gradients and optimiser state. (resnet_small at 32x32, batch 512: 1.4
+    GB estimated; glibc's default allocation peaked at 1.75 GB in the step.)
+    """
+    saved: dict = {}
+
+    def pack(t):
+        try:
+            key = t.untyped_storage().data_ptr()
+            saved[key] = max(saved.get(key, 0), t.untyped_storage().nbytes())
+        except RuntimeError:  # a tensor without storage
+            pass
+        return t
+
+    def probe(n: int) -> int:
+        saved.clear()
+        param = next(model.parameters())
+        x = torch.zeros((n, *view_shape), device=param.device, dtype=param.dtype)
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                with torch.enable_grad():
+                    model(x)
+        finally:
+            for m, training in modes:
+                m.training = training
+        return sum(saved.values())
+
+    per_view = max(0, probe(4) - probe(2)) / 2
+    views = 2 * batch_size
+    view_bytes = 4 * int(np.prod(view_shape))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(views * (per_view + 2 * view_bytes) + 3 * params)
+
+
 def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> torch.Tensor:
     """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss."""
     views = torch.cat([augment(x), augment(x)])
@@ -145,6 +205,7 @@ def train_stage(
     start_epoch: int = 0,
     optimizer_state: dict | None = None,
     on_epoch_end: Callable | None = None,
+    step_bytes: int | None = None,
 ) -> bool:
     """Train ``model`` for one stage. Returns True when a callback asked to stop.
 
@@ -153,7 +214,8 @@ def train_stage(
     ``(stage, epoch, loss)`` and passed to each ``callback(stage, epoch, loss, model)``.
     To go on from a checkpoint, ``start_epoch`` epochs count as done and the optimiser
     starts from ``optimizer_state``; ``on_epoch_end(stage, epoch, optimizer)`` runs after
-    every epoch, before the callbacks (it writes checkpoints).
+    every epoch, before the callbacks (it writes checkpoints). ``step_bytes`` (see
+    :func:`step_memory`) lets the CPU keep freed memory for reuse only where it fits.
     """
     if stage.epochs == 0:
         return False
@@ -175,8 +237,13 @@ def train_stage(
         bar = _progress(stage, start_epoch)
     t0 = time.perf_counter()
     loss_value = float("nan")
-    # CPU: freed activations stay mapped for the next step (see simcne._heap)
-    with reuse_freed_memory(device.type == "cpu"):
+    # CPU: freed activations stay mapped for the next step, where memory allows (simcne._heap)
+    reuse = device.type == "cpu"
+    if reuse and step_bytes is not None:
+        reuse, why = reuse_fits(step_bytes)
+        if verbose and not reuse:
+            print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
+    with reuse_freed_memory(reuse):
         try:
             for epoch in range(start_epoch, stage.epochs):
                 order = torch.randperm(n, generator=generator)
@@ -190,11 +257,8 @@ def train_stage(
                     x = x.float().div_(255)
                     total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
                 loss_value = float(total) / steps  # one host sync per epoch
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"The loss became {loss_value} in stage {stage.number}, epoch {epoch + 1}. "
-                        f"Lower the learning rate (lr={stage.lr:g} here) or check the input images."
-                    )
+                if not math.isfinite(loss_value) or not _all_finite(params):
+                    _diverged(stage, epoch, steps, loss_value)
                 if history is not None:
                     history.append((stage.number, epoch + 1, loss_value))
                 if bar is not None:
@@ -250,6 +314,17 @@ def _progress(stage: Stage, start_epoch: int):
 
     return tqdm(total=stage.epochs, initial=start_epoch, desc=f"stage {stage.number}",
                 unit="epoch", file=sys.stderr, leave=False)
+
+
+def _diverged(stage: Stage, epoch: int, steps: int, loss_value: float):
+    lr = lr_at((epoch + 1) * steps - 1, steps, stage.epochs, stage.warmup, stage.lr)
+    what = (f"The loss became {loss_value}" if not math.isfinite(loss_value)
+            else f"The network's weights became NaN or infinite (loss {loss_value:.4g})")
+    raise TrainingDiverged(
+        f"Training diverged: {what} in stage {stage.number}, epoch {epoch + 1} of "
+        f"{stage.epochs}, at learning rate {lr:.4g} (the stage's 'lr' is {stage.lr:g}). "
+        "Lower the learning rate or check the input images.",
+        stage=stage.number, epoch=epoch + 1, lr=lr)
 
 
 def device_batches(store, index_chunks, device: torch.device):

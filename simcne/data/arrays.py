@@ -41,6 +41,20 @@ def to_uint8(x: np.ndarray, name: str = "X") -> np.ndarray:
     raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype {x.dtype}.")
 
 
+def _tensor_to_numpy(x: torch.Tensor, name: str) -> np.ndarray:
+    """A tensor's values as numpy; dtypes numpy lacks (bfloat16) go through float32."""
+    if x.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense tensor. Got a tensor with layout {x.layout}.")
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:
+        x = x.float()
+    try:
+        return x.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got a tensor "
+                         f"of dtype {x.dtype} ({e}).") from None
+
+
 def _layout(shape, channels_first_default: bool, name: str) -> str:
     """Decide NCHW or NHWC for a 4-D shape; channels are 1 or 3."""
     first, last = shape[1] in _CHANNELS, shape[3] in _CHANNELS
@@ -62,7 +76,7 @@ def from_array(x, labels=None, name: str = "X") -> ImageStore:
     A 4-D array whose layout is unambiguous either way is accepted either way.
     """
     is_torch = isinstance(x, torch.Tensor)
-    arr = x.detach().cpu().numpy() if is_torch else np.asarray(x)
+    arr = _tensor_to_numpy(x, name) if is_torch else np.asarray(x)
     if arr.ndim == 3:
         arr = arr[:, None]
         layout = "NCHW"
@@ -74,6 +88,10 @@ def from_array(x, labels=None, name: str = "X") -> ImageStore:
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} holds no images (shape {tuple(arr.shape)}).")
+    h, w = arr.shape[2:] if layout == "NCHW" else arr.shape[1:3]
+    if h == 0 or w == 0:
+        raise ValueError(f"{name} holds images of height {h} and width {w}: expected at "
+                         f"least 1 pixel each way, got shape {tuple(arr.shape)}.")
     if isinstance(x, np.memmap) and arr.dtype == np.uint8:
         images = x if x.ndim == 4 else arr  # keep the memory map
     else:
@@ -105,7 +123,7 @@ def image_to_array(img, where: str = "image") -> np.ndarray:
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         return np.ascontiguousarray(arr)
     is_torch = isinstance(img, torch.Tensor)
-    arr = img.detach().cpu().numpy() if is_torch else np.asarray(img)
+    arr = _tensor_to_numpy(img, where) if is_torch else np.asarray(img)
     if arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 3:
@@ -119,6 +137,9 @@ def image_to_array(img, where: str = "image") -> np.ndarray:
             )
     else:
         raise ValueError(f"{where} must be a 2-D or 3-D image. Got shape {arr.shape}.")
+    if arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"{where} is an image of height {arr.shape[1]} and width "
+                         f"{arr.shape[2]}: expected at least 1 pixel each way.")
     return np.ascontiguousarray(to_uint8(arr, where))
 
 

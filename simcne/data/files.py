@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +266,7 @@ def read_npy(path) -> ImageStore:
     p = Path(path)
     try:
         x = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:  # object arrays, bad headers
+    except (ValueError, EOFError) as err:  # object arrays, bad headers, empty files
         raise ValueError(f"The file {os.fspath(p)!r} is not a readable .npy array: {err}") from err
     store = array_store(x, repr(os.fspath(p)))
     store.meta.update(format="npy")
@@ -289,7 +290,7 @@ def read_npz(path) -> ImageStore:
     where = repr(os.fspath(p))
     try:
         z = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"The file {where} is not a readable .npz archive: {err}") from err
     with z:
         keys = list(z.files)
@@ -301,12 +302,18 @@ def read_npz(path) -> ImageStore:
             )
         lkey = next((k for k in NPZ_LABEL_KEYS if k in keys), None)
         ckey = next((k for k in NPZ_CLASS_KEYS if k in keys), None)
-        images = _npz_memmap(p, key)
-        if images is None:
-            images = z[key]
-        store = array_store(images, f"{where}[{key!r}]", None if lkey is None else z[lkey])
-        if ckey is not None:
-            store.class_names = [str(c) for c in z[ckey]]
+        try:
+            images = _npz_memmap(p, key)
+            if images is None:
+                images = z[key]
+            labels = None if lkey is None else z[lkey]
+            class_names = None if ckey is None else [str(c) for c in z[ckey]]
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:  # a damaged member
+            raise ValueError(f"The archive {where} is corrupt: expected readable arrays, got "
+                             f"{type(err).__name__}: {err}") from err
+        store = array_store(images, f"{where}[{key!r}]", labels)
+        if class_names is not None:
+            store.class_names = class_names
     store.meta.update(format="npz", mmap=isinstance(store.images, np.memmap))
     return store
 

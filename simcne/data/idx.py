@@ -8,6 +8,7 @@ order. Type codes: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 import zlib
@@ -64,7 +65,7 @@ def read_idx_array(path, *, mmap: bool = True) -> np.ndarray:
     if len(data) < offset:
         raise ValueError(f"The IDX file {where} is truncated: its header is cut short.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     got = (len(data) if gz else p.stat().st_size) - offset
     if got != expected:
         raise ValueError(

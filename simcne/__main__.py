@@ -1,0 +1,5 @@
+import sys
+
+from simcne.cli import main
+
+sys.exit(main())
