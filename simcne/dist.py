@@ -231,10 +231,15 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     """
     if not is_distributed():
         return model
-    from torch.nn.parallel import DistributedDataParallel
+    import inspect
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                   else None, broadcast_buffers=False)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # torch >= 2.13 names it forward_sync_buffers (and still syncs them once, at the start)
+    name = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters
+            else "broadcast_buffers")
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+               **{name: False})
 
 
 # -- BatchNorm over the global batch -----------------------------------------------------
@@ -330,6 +335,20 @@ def global_batchnorm(model: nn.Module, device: torch.device):
                         target.copy_(value)
             old.train(new.training)
             setattr(parent, name, old)
+
+
+@contextlib.contextmanager
+def explain_timeouts():
+    """Re-raise a collective's timeout as an error that says what probably happened."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not is_distributed() or "timed out" not in str(e).lower():
+            raise
+        raise RuntimeError(
+            f"rank {rank()} of {world_size()} waited more than {timeout_s():g} s for the "
+            "other processes (SIMCNE_DIST_TIMEOUT): one of them has failed or hangs. "
+            f"The backend said: {str(e).splitlines()[0]}") from e
 
 
 def barrier() -> None:

@@ -414,7 +414,8 @@ class TSimCNE:
             # torch's global generator (custom data_transforms, stochastic depth): the seed
             # on rank 0, one derived from it on the other ranks; the model is rank 0's
             torch.manual_seed(_rank_seed(self._seed))
-            self._fit(store, device)
+            with dist.explain_timeouts():
+                self._fit(store, device)
         return self
 
     def _fit(self, store, device) -> None:
@@ -461,7 +462,7 @@ class TSimCNE:
                 torch.set_rng_state(resume["rng"]["torch"])
             if dist.rank() > 0:  # its own state when the run had this rank, else a fresh one
                 if by_rank is not None and dist.rank() < len(by_rank):
-                    torch.set_rng_state(by_rank[dist.rank()])
+                    torch.set_rng_state(by_rank[dist.rank()].clone())  # its own storage
                 else:
                     torch.manual_seed(_rank_seed(self._seed, number, resume["epoch"]))
             return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
@@ -517,8 +518,10 @@ class TSimCNE:
             set_trainable(model)
             self.loss_history_ = np.array(
                 history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
-        if self.checkpoint is not None and not stopped and dist.is_main():
-            Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
+        if self.checkpoint is not None and not stopped:
+            if dist.is_main():
+                Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
+            dist.barrier()  # ... on every process once fit returns
         self.embedding_ = self.stage_embeddings_[-1]
         if self._verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
