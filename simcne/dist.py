@@ -90,8 +90,15 @@ def init_from_env(device: torch.device) -> torch.device:
         raise RuntimeError("torch.distributed is not available in this torch build; "
                            "run simcne as one process (without torchrun)")
     if not dist.is_initialized():
+        import inspect
+
+        kwargs = {}
+        if device.type == "cuda" and "device_id" in inspect.signature(
+                dist.init_process_group).parameters:
+            kwargs["device_id"] = device  # NCCL knows its GPU from the start (barriers)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s()))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s()),
+                                **kwargs)
         atexit.register(_leave)
     return device
 

@@ -102,6 +102,12 @@ def fit(out: Path) -> dict:
     TSimCNE(**FIT, checkpoint=ckpt, checkpoint_every=1,
             callbacks=lambda s, e, loss, m: (s, e) == (1, 1)).fit(X)
     result["checkpoint_existed"] = ckpt.exists()
+    from simcne import dist
+
+    if dist.is_main():  # for the test that goes on from it in one process
+        import shutil
+
+        shutil.copy(ckpt, out / "stopped.ckpt")
     resumed = TSimCNE(**FIT, checkpoint=ckpt).fit(X)
     result["resumed"] = resumed.embedding_
     result["resumed_loss"] = resumed.loss_history_["loss"]

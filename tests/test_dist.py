@@ -61,6 +61,17 @@ def one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def reference():
+    """dist_worker's short fit in this process, on one thread as each torchrun process."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return dist_worker.reference_fit()
+    finally:
+        torch.set_num_threads(n)
+
+
 def test_one_step_equals_the_single_process_step(two_processes, one_thread):
     ref = dist_worker.one_step()
     scale = max(float(g.abs().max()) for g in ref["grads"].values())
@@ -74,8 +85,8 @@ def test_one_step_equals_the_single_process_step(two_processes, one_thread):
                                        rtol=1e-5, atol=1e-6)
 
 
-def test_a_short_fit_gives_the_single_process_embedding(two_processes, one_thread):
-    ref = dist_worker.reference_fit()
+def test_a_short_fit_gives_the_single_process_embedding(two_processes, reference):
+    ref = reference
     for seen in two_processes[1]:  # every process holds the whole result
         fit = seen["fit"]
         np.testing.assert_allclose(fit["loss"], ref["loss"], rtol=1e-6)
@@ -93,6 +104,14 @@ def test_a_resumed_run_equals_an_uninterrupted_one(two_processes):
         assert fit["checkpoint_existed"] and not fit["checkpoint_left"]
         np.testing.assert_array_equal(fit["resumed"], fit["embedding"])
         np.testing.assert_array_equal(fit["resumed_loss"], fit["loss"])
+
+
+def test_a_two_process_checkpoint_goes_on_in_one_process(two_processes, reference, one_thread):
+    from simcne import TSimCNE
+
+    X, _ = dist_worker.digits(64)
+    est = TSimCNE(**dist_worker.FIT, checkpoint=two_processes[0] / "stopped.ckpt").fit(X)
+    np.testing.assert_allclose(est.embedding_, reference["embedding"], atol=1e-4, rtol=1e-5)
 
 
 def test_only_rank_0_writes_files(two_processes):
@@ -133,3 +152,41 @@ def test_a_hanging_process_ends_the_run_with_an_error(tmp_path):
                    extra_env={"SIMCNE_DIST_TIMEOUT": "10"})
     assert run.returncode != 0
     assert "waited more than 10 s for the other processes" in run.stdout + run.stderr
+
+
+# -- one process: simcne.dist falls back to rank 0 of 1 -----------------------------------
+
+def test_outside_torchrun_this_is_rank_0_of_1():
+    from simcne import dist as d
+
+    assert (d.rank(), d.world_size(), d.is_distributed(), d.is_main()) == (0, 1, False, True)
+    t = torch.randn(3, 2, requires_grad=True)
+    assert d.all_gather_with_grad(t) is t and d.mean(t) is t
+    assert d.shard(10) == range(10) and d.on_main(lambda: 7) == 7 and d.any_process(True)
+    rows = np.arange(6.0).reshape(3, 2)
+    assert d.gather_rows(rows, 3) is rows
+    bn = torch.nn.BatchNorm2d(4)
+    net = torch.nn.Sequential(bn)
+    with d.global_batchnorm(net, torch.device("cpu")):
+        assert net[0] is bn
+
+
+def test_info_nce_gather_changes_nothing_in_one_process():
+    from simcne.losses import info_nce
+
+    z = torch.randn(12, 3)
+    assert torch.equal(info_nce(z, gather=True), info_nce(z))
+
+
+def test_each_part_of_a_batch_gets_the_view_of_the_whole_batch():
+    from simcne import Augment
+
+    aug = Augment(size=8)
+    x = torch.rand(8, 3, 10, 10)
+    whole_gen = torch.Generator().manual_seed(0)
+    whole = aug(x, generator=whole_gen)
+    for k in range(2):  # two processes, each with its half and its own, equally seeded generator
+        gen = torch.Generator().manual_seed(0)
+        part = aug(x[4 * k : 4 * k + 4], generator=gen, part=(k, 2))
+        torch.testing.assert_close(part, whole[4 * k : 4 * k + 4], rtol=0, atol=0)
+        assert torch.equal(gen.get_state(), whole_gen.get_state())  # still in step
