@@ -57,6 +57,11 @@ class TSimCNE:
     fresh ``Linear(hidden, out_dim)`` with N(0, 1) weights and trained alone, the rest frozen;
     (3) everything is trained at the stage-1 learning rate / 1000.
 
+    Under ``torchrun --nproc_per_node=N`` (several GPUs or machines), ``fit`` trains with
+    DistributedDataParallel on every process, with ``batch_size`` as the global batch, the
+    negatives of every process, BatchNorm over the global batch, and the single-process
+    result (to float rounding); only rank 0 prints and writes (see :mod:`simcne.dist`).
+
     Parameters
     ----------
     model : nn.Module or None, default=None
