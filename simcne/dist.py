@@ -69,7 +69,8 @@ def timeout_s() -> float:
     try:
         return float(value) if value else DEFAULT_TIMEOUT_S
     except ValueError:
-        raise ValueError(f"SIMCNE_DIST_TIMEOUT must be a number of seconds, got {value!r}") from None
+        raise ValueError(
+            f"SIMCNE_DIST_TIMEOUT must be a number of seconds, got {value!r}") from None
 
 
 def init_from_env(device: torch.device) -> torch.device:
