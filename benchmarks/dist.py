@@ -2,12 +2,12 @@
 
 Usage (from the repository root; about 5 minutes on the 2-core test machine):
 
-    PYTHONPATH=. python benchmarks/dist.py [--n 2048] [--batch 256] [--epochs 3]
+    PYTHONPATH=. python benchmarks/dist.py [--images 2048] [--batch 256] [--epochs 3]
         [--digits-epochs 20 5 10] [--skip-digits]
 
 Runs, each in its own process(es), each process with the given torch threads:
 
-- speed: stage 1 of ``TSimCNE(backbone="resnet_small")`` on ``--n`` random 32x32 RGB images
+- speed: stage 1 of ``TSimCNE(backbone="resnet_small")`` on ``--images`` random 32x32 RGB images
   at ``--batch`` (the global batch), images per second over the epochs after the first,
   for 1 process x 2 threads, 1 process x 1 thread, 2 processes x 1 thread (torchrun, gloo,
   BatchNorm over the global batch) and 2 processes x 1 thread with per-process BatchNorm
@@ -68,7 +68,7 @@ def launch(a, kind: str, procs: int, threads: int, sync_bn: bool = True) -> dict
     out = tempfile.mktemp(prefix=f"simcne-dist-{kind}-", suffix=".json")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), SIMCNE_SYNC_BATCHNORM=str(int(sync_bn)),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    args = [__file__, "--worker", kind, "--out", out, "--threads", str(threads), "--n", str(a.n),
+    args = [__file__, "--worker", kind, "--out", out, "--threads", str(threads), "--images", str(a.n),
             "--batch", str(a.batch), "--epochs", str(a.epochs),
             "--digits-epochs", *map(str, a.digits_epochs)]
     cmd = [sys.executable, *args] if procs == 1 else [
@@ -88,11 +88,13 @@ def main() -> None:
     p.add_argument("--worker", choices=("speed", "digits"))
     p.add_argument("--out")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--n", type=int, default=2048)
+    p.add_argument("--images", dest="n", type=int, default=2048)  # not --n: torchrun takes it
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--digits-epochs", type=int, nargs="+", default=[20, 5, 10])
     p.add_argument("--skip-digits", action="store_true")
+    p.add_argument("--speed-runs", type=int, nargs="+", default=[0, 1, 2, 3],
+                   help="which speed runs (0-3, in the order above)")
     a = p.parse_args()
     if a.worker:
         return worker(a)
@@ -106,15 +108,15 @@ def main() -> None:
             ("2 processes x 1 thread, global BN", 2, 1, True),
             ("2 processes x 1 thread, per-process BN", 2, 1, False)]
     speed = {}
-    for name, procs, threads, sync in runs:
+    for i in a.speed_runs:
+        name, procs, threads, sync = runs[i]
         speed[name] = launch(a, "speed", procs, threads, sync)["images_per_s"]
-        print(f"  {name:40s} {speed[name]:8.1f} images/s")
-    base = speed["1 process x 2 threads"]
-    for name in runs[2:]:
-        print(f"  ratio {name[0]} / 1 process x 2 threads: {speed[name[0]] / base:.2f}")
-    print(f"  ratio 2 processes x 1 thread, global BN / 1 process x 1 thread: "
-          f"{speed[runs[2][0]] / speed[runs[1][0]]:.2f}")
-    print(f"  load average at the end {os.getloadavg()[0]:.1f}")
+        print(f"  {name:40s} {speed[name]:8.1f} images/s (load average "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+    for two in (runs[2][0], runs[3][0]):
+        for one in (runs[0][0], runs[1][0]):
+            if two in speed and one in speed:
+                print(f"  ratio {two} / {one}: {speed[two] / speed[one]:.2f}")
     if a.skip_digits:
         return
     import numpy as np
