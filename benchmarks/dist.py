@@ -7,8 +7,8 @@ Usage (from the repository root; about 5 minutes on the 2-core test machine):
 
 Runs, each in its own process(es), each process with the given torch threads:
 
-- speed: stage 1 of ``TSimCNE(backbone="resnet_small")`` on ``--images`` random 32x32 RGB images
-  at ``--batch`` (the global batch), images per second over the epochs after the first,
+- speed: stage 1 of ``TSimCNE(backbone="resnet_small")`` on ``--images`` random 32x32 RGB
+  images at ``--batch`` (the global batch), images per second over the epochs after the first,
   for 1 process x 2 threads, 1 process x 1 thread, 2 processes x 1 thread (torchrun, gloo,
   BatchNorm over the global batch) and 2 processes x 1 thread with per-process BatchNorm
   (``SIMCNE_SYNC_BATCHNORM=0``);
@@ -68,8 +68,8 @@ def launch(a, kind: str, procs: int, threads: int, sync_bn: bool = True) -> dict
     out = tempfile.mktemp(prefix=f"simcne-dist-{kind}-", suffix=".json")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), SIMCNE_SYNC_BATCHNORM=str(int(sync_bn)),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    args = [__file__, "--worker", kind, "--out", out, "--threads", str(threads), "--images", str(a.n),
-            "--batch", str(a.batch), "--epochs", str(a.epochs),
+    args = [__file__, "--worker", kind, "--out", out, "--threads", str(threads),
+            "--images", str(a.n), "--batch", str(a.batch), "--epochs", str(a.epochs),
             "--digits-epochs", *map(str, a.digits_epochs)]
     cmd = [sys.executable, *args] if procs == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -88,7 +88,8 @@ def main() -> None:
     p.add_argument("--worker", choices=("speed", "digits"))
     p.add_argument("--out")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--images", dest="n", type=int, default=2048)  # not --n: torchrun takes it
+    # not --n: torchrun would take it for one of its own flags
+    p.add_argument("--images", dest="n", type=int, default=2048)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--digits-epochs", type=int, nargs="+", default=[20, 5, 10])
