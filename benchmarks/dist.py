@@ -1,9 +1,10 @@
 """Two processes under torchrun against one process, on CPU: speed, and the BatchNorm choice.
 
-Usage (from the repository root; about 5 minutes on the 2-core test machine):
+Usage (from the repository root; not timed on a quiet machine: on the shared 2-core
+machine at load 10, each speed run took a few minutes with ``--images 512 --batch 128``):
 
     PYTHONPATH=. python benchmarks/dist.py [--images 2048] [--batch 256] [--epochs 3]
-        [--digits-epochs 20 5 10] [--skip-digits]
+        [--digits-epochs 20 5 10] [--skip-digits] [--speed-runs 0 1 2 3]
 
 Runs, each in its own process(es), each process with the given torch threads:
 
