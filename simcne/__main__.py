@@ -1,5 +1,7 @@
+"""``python -m simcne``: the ``simcne`` command (also what ``torchrun -m simcne`` runs)."""
+
 import sys
 
-from simcne.cli import main
+from .cli import main
 
 sys.exit(main())

@@ -145,12 +145,24 @@ class Augment:
         s = self.size
         return (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1]))
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size)."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 part: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size).
+
+        ``part=(k, m)``: ``x`` is the k-th of m equal, consecutive parts of a batch (one
+        process's share under torchrun). The parameters are drawn for the whole batch, as
+        one process would draw them, and the k-th part's are applied: every image gets the
+        view it would get in a single process, and the generators of all the parts stay in
+        step.
+        """
         with _one_thread_on_cpu(x):
             if x.dtype == torch.uint8:
                 x = x.float().div_(255)
-            params = self.sample(x.shape[0], x.shape[-2:], generator=generator, device=x.device)
+            k, m = part
+            b = x.shape[0]
+            params = self.sample(b * m, x.shape[-2:], generator=generator, device=x.device)
+            if m > 1:
+                params = {key: v[k * b : (k + 1) * b] for key, v in params.items()}
             return self._apply(x, params)
 
     # -- parameters -------------------------------------------------------------------

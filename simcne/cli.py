@@ -336,8 +336,13 @@ def _jsonable(value):
     return repr(value)
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (its RANK variable); 0 when run as one process."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def _say(args, *lines) -> None:
-    if not getattr(args, "quiet", False):
+    if not getattr(args, "quiet", False) and _rank() == 0:
         for line in lines:
             print(f"{PREFIX} {line}", flush=True)
 
@@ -432,6 +437,8 @@ def _fit(args) -> int:
         raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
+    if _rank() != 0:
+        return 0  # under torchrun, rank 0 writes the outputs
     Y = est.embedding_
     labels = est.labels_
     written = []
@@ -495,6 +502,7 @@ def _fit(args) -> int:
         "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,
                 **({"note": acc_note} if acc_note else {})},
         "device": str(next(est.model_.parameters()).device),
+        "processes": int(os.environ.get("WORLD_SIZE", "1") or 1),  # under torchrun: several
         "versions": _versions(),
         "started_utc": started,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -578,6 +586,8 @@ def _transform(args) -> int:
     est = TSimCNE.load(args.model, device=args.device or "auto")
     store = _read_data(args, mixed_size=list(est.image_size_))
     Y = est.transform(store)
+    if _rank() != 0:
+        return 0  # under torchrun, rank 0 writes the outputs
     csv_path = None
     if out.suffix.lower() == ".csv":
         csv_path = out
@@ -745,12 +755,14 @@ def _demo(args) -> int:
     if args.total_epochs:
         params["total_epochs"] = args.total_epochs
     params["verbose"] = not args.quiet
-    if not args.quiet:
+    if not args.quiet and _rank() == 0:
         print(f"{PREFIX} demo: {len(X)} digits of 8x8 pixels, {params}", file=sys.stderr)
     t0 = time.perf_counter()
     est = TSimCNE(**params)
     Y = est.fit_transform(X, y)
     seconds = time.perf_counter() - t0
+    if _rank() != 0:
+        return 0
     acc = knn_accuracy(Y, y, k=15, test_size=0.2, random_state=0)
     save_npy(out / "digits_embedding.npy", Y)
     png = out / "digits.png"
@@ -883,7 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
+    if _rank() == 0:  # under torchrun the processes warn alike: rank 0 speaks
+        print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None) -> int:
@@ -901,7 +914,8 @@ def main(argv=None) -> int:
             return args.func(args)
     except (UserError, ValueError, OSError, ImportError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
-        print(f"simcne: error: {message}", file=sys.stderr)
+        where = f"[rank {_rank()}] " if _rank() else ""  # under torchrun, any rank may fail
+        print(f"simcne: error: {where}{message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simcne: interrupted", file=sys.stderr)

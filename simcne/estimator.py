@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import data as _data
+from . import dist
 from .augment import Augment, resize
 from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, training_params)
@@ -58,6 +59,11 @@ class TSimCNE:
     fresh ``Linear(hidden, out_dim)`` with N(0, 1) weights and trained alone, the rest frozen;
     (3) everything is trained at the stage-1 learning rate / 1000.
 
+    Under ``torchrun --nproc_per_node=N`` (several GPUs or machines), ``fit`` trains with
+    DistributedDataParallel on every process, with ``batch_size`` as the global batch, the
+    negatives of every process, BatchNorm over the global batch, and the single-process
+    result (to float rounding); only rank 0 prints and writes (see :mod:`simcne.dist`).
+
     Parameters
     ----------
     model : nn.Module or None, default=None
@@ -83,7 +89,8 @@ class TSimCNE:
         stage the output is that of the fresh, untrained ``out_dim`` layer (the guide's first
         panel); with two, the network after stage 2. Zeros are allowed.
     batch_size : int, default=512
-        Images per step (each gives two views). Capped at the dataset size.
+        Images per step (each gives two views). Capped at the dataset size. Under torchrun
+        it is the global batch, shared out over the processes: a multiple of their number.
     out_dim : int, default=2
         Dimension of the final embedding.
     pretrain_out_dim : int, default=128
@@ -340,6 +347,12 @@ class TSimCNE:
 
     # -- resolved settings (private; parameters stay as given) ----------------------------
     def _resolve(self, store) -> None:
+        if self.device == "auto":
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            device = torch.device(self.device)
+            _check_device_exists(device, self.device)
+        self._device = dist.init_from_env(device)  # joins torchrun's processes, if any
         epochs = [self.total_epochs] if _is_int(self.total_epochs) else list(self.total_epochs)
         self._epochs = epochs
         n_stages = len(epochs)
@@ -348,8 +361,12 @@ class TSimCNE:
                 f"X holds {len(store)} image(s): expected at least 2, since t-SimCNE "
                 "contrasts each image with the others as negatives."
             )
-        self._batch_size = min(self.batch_size, len(store))
-        if self._batch_size < self.batch_size:
+        w = dist.world_size()
+        if self.batch_size % w:
+            raise _err("batch_size", f"a multiple of the number of processes ({w}) under "
+                       "torchrun, as it is the global batch", self.batch_size)
+        self._batch_size = min(self.batch_size, len(store) - len(store) % w)
+        if self._batch_size < self.batch_size and dist.is_main():
             warnings.warn(
                 f"batch_size={self.batch_size} is larger than the dataset ({len(store)} images); "
                 f"using batches of {self._batch_size}.", stacklevel=3)
@@ -380,14 +397,10 @@ class TSimCNE:
         else:
             self.image_size_ = tuple(int(s) for s in self.image_size)
         self.in_channels_ = store.channels
-        if self.device == "auto":
-            self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self._device = torch.device(self.device)
-            _check_device_exists(self._device, self.device)
         self._metric = self.metric or "euclidean"
-        self._seed = (int(self.random_state) if self.random_state is not None
-                      else int(np.random.SeedSequence().generate_state(1)[0]))
+        self._seed = (int(self.random_state) if self.random_state is not None  # rank 0's
+                      else dist.on_main(lambda: int(np.random.SeedSequence().generate_state(1)[0])))
+        self._verbose = int(self.verbose) if dist.is_main() else 0
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "TSimCNE":
@@ -412,20 +425,25 @@ class TSimCNE:
         self._resume = None
         self.resumed_from_ = None
         if self.checkpoint is not None:
-            remove_stale_temporaries(self.checkpoint)  # left by a process killed mid-write
-            self._resume = load_checkpoint(self.checkpoint, training_params(self), len(store))
+            dist.on_main(remove_stale_temporaries, self.checkpoint)  # left by a kill mid-write
+            # rank 0 reads it and hands it to the others (no shared file system needed)
+            self._resume = dist.on_main(load_checkpoint, self.checkpoint, training_params(self),
+                                        len(store))
             if self._resume is not None:
                 self.resumed_from_ = (int(self._resume["stage"]), int(self._resume["epoch"]))
                 self._seed = self._resume["seed"]
-                if self.verbose:
+                if self._verbose:
                     print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
                           f"stage {self._resume['stage']}, epoch {self._resume['epoch']} done",
                           file=sys.stderr, flush=True)
         device = self._device
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(self._seed)
-            self._fit(store, device)
+            # torch's global generator (custom data_transforms, stochastic depth): the seed
+            # on rank 0, one derived from it on the other ranks; the model is rank 0's
+            torch.manual_seed(_rank_seed(self._seed))
+            with dist.explain_timeouts():
+                self._fit(store, device)
         return self
 
     def _fit(self, store, device) -> None:
@@ -438,6 +456,7 @@ class TSimCNE:
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         step_bytes = self._check_memory(model, device) if device.type == "cpu" else None
+        dist.broadcast_module(model)  # every process starts from rank 0's network
         self.model_ = model
         self.labels_ = store.labels
         train_store = _place(store, device)
@@ -446,8 +465,11 @@ class TSimCNE:
         augment = self._augment(gen)
         metric, temperature = self._metric, self.temperature
 
+        # under torchrun: this process's rows against every process's
+        gather = {"gather": True} if dist.is_distributed() else {}
+
         def loss_fn(z):
-            return info_nce(z, metric, temperature)
+            return info_nce(z, metric, temperature, **gather)
 
         callbacks = ([] if self.callbacks is None else
                      [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
@@ -464,7 +486,14 @@ class TSimCNE:
             model.load_state_dict(resume["model"])
             gen.set_state(resume["rng"]["augment"])
             shuffle_gen.set_state(resume["rng"]["shuffle"])
-            torch.set_rng_state(resume["rng"]["torch"])
+            by_rank = resume["rng"].get("torch_by_rank")
+            if dist.rank() == 0 or by_rank is None:
+                torch.set_rng_state(resume["rng"]["torch"])
+            if dist.rank() > 0:  # its own state when the run had this rank, else a fresh one
+                if by_rank is not None and dist.rank() < len(by_rank):
+                    torch.set_rng_state(by_rank[dist.rank()].clone())  # its own storage
+                else:
+                    torch.manual_seed(_rank_seed(self._seed, number, resume["epoch"]))
             return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
 
         on_epoch_end = None
@@ -476,11 +505,15 @@ class TSimCNE:
                 _test_hook("epoch", stage, epoch)
                 if epoch % every and epoch != stages[stage - 1].epochs:
                     return
+                rng = {"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
+                       "torch": torch.get_rng_state()}
+                if dist.world_size() > 1:  # the global generator differs by rank
+                    rng["torch_by_rank"] = torch.stack(dist.all_gather_object(rng["torch"]))
+                if not dist.is_main():
+                    return  # only rank 0 writes
                 save_checkpoint(
                     self.checkpoint, params=params, seed=self._seed, n_images=len(store),
-                    stage=stage, epoch=epoch, model=model, optimizer=opt,
-                    rng={"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
-                         "torch": torch.get_rng_state()},
+                    stage=stage, epoch=epoch, model=model, optimizer=opt, rng=rng,
                     history=history, stage_embeddings=self.stage_embeddings_)
                 saved[0] = (stage, epoch)
 
@@ -488,7 +521,7 @@ class TSimCNE:
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
-                      verbose=int(self.verbose), compile=self.compile,
+                      verbose=self._verbose, compile=self.compile,
                       precision=self.precision, history=history, on_epoch_end=on_epoch_end,
                       step_bytes=step_bytes)
         stages = [Stage(i + 1, e, lr, w)
@@ -526,9 +559,11 @@ class TSimCNE:
             self.loss_history_ = np.array(
                 history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
         if self.checkpoint is not None and not stopped:
-            Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
+            if dist.is_main():
+                Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
+            dist.barrier()  # ... on every process once fit returns
         self.embedding_ = self.stage_embeddings_[-1]
-        if self.verbose:
+        if self._verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
                   flush=True)
 
@@ -594,21 +629,34 @@ class TSimCNE:
                 + "; delete it to start again with other parameters.")
 
     def _augment(self, generator) -> Callable:
+        # under torchrun, each process applies its share of the global batch's draws
+        part = (dist.rank(), dist.world_size())
         if self.data_transform is None:
             aug = Augment(size=self.image_size_)
-            return lambda x: aug(x, generator=generator)
+            return lambda x: aug(x, generator=generator, part=part)
         if isinstance(self.data_transform, Augment):
-            return lambda x: self.data_transform(x, generator=generator)
+            return lambda x: self.data_transform(x, generator=generator, part=part)
         return self.data_transform
 
     def _embed(self, store, backbone_features: bool = False):
-        return embed(self.model_, store, image_size=self.image_size_, device=self._device,
-                     backbone_features=backbone_features, resize=resize,
-                     precision=self.precision)
+        """Under torchrun each process embeds its share; every process gets all rows, in order."""
+        n = len(store)
+        rows = dist.shard(n) if n >= dist.world_size() else range(n)
+        out = embed(self.model_, store, image_size=self.image_size_, device=self._device,
+                    backbone_features=backbone_features, resize=resize,
+                    precision=self.precision, rows=rows)
+        if len(rows) == n:
+            return out
+        if backbone_features:
+            return dist.gather_rows(out[0], n), dist.gather_rows(out[1], n)
+        return dist.gather_rows(out, n)
 
     # -- transform --------------------------------------------------------------------------
     def transform(self, X, return_labels: bool = False, return_backbone_feat: bool = False):
         """Embed images X with the trained network, without augmentation.
+
+        Under torchrun, call it on every process: each embeds its share of X, and every
+        process gets the whole result.
 
         Returns
         -------
@@ -618,6 +666,9 @@ class TSimCNE:
         """
         if not hasattr(self, "model_"):
             raise RuntimeError("This TSimCNE instance is not fitted yet. Call 'fit' first.")
+        if dist.launched_by_torchrun():  # a loaded model: each process on its own GPU
+            self._device = dist.init_from_env(self._device)
+            self.model_.to(self._device)
         store = _data.load(X, **_size_hint(X, self.image_size_))
         if store.channels != self.in_channels_:
             raise ValueError(
@@ -658,10 +709,13 @@ class TSimCNE:
         >>> est = TSimCNE(total_epochs=[400, 25, 75]).fit(X)  # doctest: +SKIP
         >>> est.save("model.pt")  # doctest: +SKIP
         >>> Y = TSimCNE.load("model.pt").transform(X_new)  # doctest: +SKIP
+
+        Under torchrun only rank 0 writes; on the other processes this does nothing.
         """
         from . import persist
 
-        persist.save(self, path)
+        if dist.is_main():
+            persist.save(self, path)
 
     @classmethod
     def load(cls, path, device="auto", **params) -> "TSimCNE":
@@ -690,6 +744,13 @@ class TSimCNE:
         from . import persist
 
         return persist.load(cls, path, device=device, **params)
+
+
+def _rank_seed(seed: int, *more: int) -> int:
+    """``seed`` on rank 0 (one process: as before); on rank r > 0 a seed derived from it."""
+    if dist.rank() == 0 and not more:
+        return seed
+    return int(np.random.SeedSequence([seed, dist.rank(), *more]).generate_state(1)[0])
 
 
 def _pack(out, labels, return_labels, return_backbone_feat):

@@ -9,6 +9,10 @@ views are negatives. The kernels:
 - ``"gauss"``: the Gaussian kernel ``exp(-|z_i - z_j|^2)`` (SNE's output-space affinity).
 
 Everything is computed in float32 from log-similarities, so the loss is finite for any input.
+
+Under torchrun, ``info_nce(z, gather=True)`` takes this process's share of the batch and
+gathers the other processes' rows with gradients (:func:`simcne.dist.all_gather_with_grad`),
+so that each view still sees all ``2B - 2`` negatives of the global batch.
 """
 
 from __future__ import annotations
@@ -16,33 +20,76 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import dist
+
 METRICS = ("euclidean", "cosine", "gauss")
 
 
-def _sq_dists(z: torch.Tensor) -> torch.Tensor:
-    sq = (z * z).sum(1)
-    return (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min_(0.0)
+def _sq_dists(z: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+    if other is None:
+        sq = (z * z).sum(1)
+        return (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min_(0.0)
+    return ((z * z).sum(1)[:, None] + (other * other).sum(1)[None, :]
+            - 2.0 * (z @ other.T)).clamp_min_(0.0)
 
 
-def log_similarity(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5):
-    """The (2B, 2B) matrix of log kernel values."""
+def log_similarity(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5,
+                   other: torch.Tensor | None = None):
+    """The (2B, 2B) matrix of log kernel values (rows of ``z`` against ``other``, default z)."""
     if metric == "euclidean":
-        return -torch.log1p(_sq_dists(z))
+        return -torch.log1p(_sq_dists(z, other))
     if metric == "gauss":
-        return -_sq_dists(z)
+        return -_sq_dists(z, other)
     if metric == "cosine":
         zn = F.normalize(z, dim=1)
-        return (zn @ zn.T) / temperature
+        on = zn if other is None else F.normalize(other, dim=1)
+        return (zn @ on.T) / temperature
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
-def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5) -> torch.Tensor:
-    """Mean InfoNCE loss of ``z`` (2B, d), positives at ``i <-> i + B``."""
+def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5, *,
+             gather: bool = False) -> torch.Tensor:
+    """Mean InfoNCE loss of ``z`` (2B, d), positives at ``i <-> i + B``.
+
+    Parameters
+    ----------
+    z : Tensor of shape (2B, d)
+        Rows ``i`` and ``i + B`` are the two views of image ``i``.
+    metric : {"euclidean", "cosine", "gauss"}, default="euclidean"
+    temperature : float, default=0.5
+        Of the "cosine" metric.
+    gather : bool, default=False
+        Under torchrun with W processes: ``z`` is this process's share, the two views of its
+        ``b = B / W`` images of the global batch (the r-th slice of each half of the global
+        ``z``). The other processes' rows are gathered with gradients and the result is the
+        mean loss of this process's ``2b`` rows, each against all ``2B - 2`` negatives. The
+        mean of it over the processes is the loss of the global batch, and with
+        DistributedDataParallel's gradient averaging the gradients equal those of one process
+        on the whole batch. Without a process group, ``gather`` changes nothing.
+    """
     n = z.shape[0]
-    if n % 2 or n < 4:
+    gathered = gather and dist.is_distributed()
+    if n % 2 or n < (2 if gathered else 4):
         raise ValueError(f"info_nce needs an even number (>= 4) of rows, got {n}")
+    if gathered:
+        return _info_nce_gathered(z, metric, temperature)
     logits = log_similarity(z.float(), metric, temperature)
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     positive = torch.arange(n, device=z.device).roll(n // 2)
+    return F.cross_entropy(logits, positive)
+
+
+def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float) -> torch.Tensor:
+    w, r, b = dist.world_size(), dist.rank(), z.shape[0] // 2
+    z = z.float()
+    every = dist.all_gather_with_grad(z)  # (W * 2b, d): rank by rank, [view 1; view 2] each
+    # the global batch's order: view 1 of every process's images, then view 2
+    every = every.view(w, 2, b, -1).transpose(0, 1).reshape(2 * w * b, -1)
+    big = w * b  # images in the global batch
+    mine = torch.arange(r * b, (r + 1) * b, device=z.device)
+    rows = torch.cat([mine, mine + big])  # this process's rows in the global batch
+    logits = log_similarity(z, metric, temperature, other=every)
+    logits = logits.scatter(1, rows[:, None], float("-inf"))  # not itself
+    positive = (rows + big) % (2 * big)
     return F.cross_entropy(logits, positive)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import dist
 from ._heap import reuse_fits, reuse_freed_memory
 
 PREFIX = "[simcne]"
@@ -216,23 +217,33 @@ def train_stage(
     starts from ``optimizer_state``; ``on_epoch_end(stage, epoch, optimizer)`` runs after
     every epoch, before the callbacks (it writes checkpoints). ``step_bytes`` (see
     :func:`step_memory`) lets the CPU keep freed memory for reuse only where it fits.
+
+    Under torchrun (see :mod:`simcne.dist`), ``batch_size`` is the global batch: every
+    process draws the same permutation and trains on its consecutive ``batch_size / W``
+    images of each batch, in DistributedDataParallel with BatchNorm over the global batch,
+    and ``loss_fn`` is expected to gather the other processes' z. The epoch's loss is the
+    mean over processes; a callback that stops on any process stops all.
     """
     if stage.epochs == 0:
         return False
     n = len(store)
     steps = n // batch_size
+    w, r = dist.world_size(), dist.rank()
+    if batch_size % w:
+        raise ValueError(f"batch_size={batch_size} is not a multiple of the {w} processes")
+    share = batch_size // w
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
-    forward = torch.compile(model) if compile else model
     autocast = autocast_for(device, precision)
     model.train()
     bar = None
     if verbose:
         n_train = sum(p.numel() for p in params)
+        split = f" ({w} processes x {share})" if w > 1 else ""
         print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
-              f"{batch_size} images, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
+              f"{batch_size} images{split}, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
               f"{n_train:,} trainable parameters", file=sys.stderr)
         bar = _progress(stage, start_epoch)
     t0 = time.perf_counter()
@@ -243,20 +254,24 @@ def train_stage(
         reuse, why = reuse_fits(step_bytes)
         if verbose and not reuse:
             print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
-    with reuse_freed_memory(reuse):
+    with reuse_freed_memory(reuse), dist.global_batchnorm(model, device):
+        net = dist.data_parallel(model, device)  # the model itself in one process
+        forward = torch.compile(net) if compile else net
         try:
             for epoch in range(start_epoch, stage.epochs):
                 order = torch.randperm(n, generator=generator)
                 if store.device == device:
                     order = order.to(device, non_blocking=True)
                 total = torch.zeros((), device=device)
-                chunks = (order[i * batch_size : (i + 1) * batch_size] for i in range(steps))
+                # this process's share of each (global) batch
+                chunks = (order[i * batch_size + r * share : i * batch_size + (r + 1) * share]
+                          for i in range(steps))
                 for i, x in enumerate(device_batches(store, chunks, device)):
                     for group in opt.param_groups:
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
                     x = x.float().div_(255)
                     total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
-                loss_value = float(total) / steps  # one host sync per epoch
+                loss_value = float(dist.mean(total)) / steps  # one host sync per epoch
                 if not math.isfinite(loss_value) or not _all_finite(params):
                     _diverged(stage, epoch, steps, loss_value)
                 if history is not None:
@@ -266,7 +281,8 @@ def train_stage(
                     bar.update()
                 if on_epoch_end is not None:
                     on_epoch_end(stage.number, epoch + 1, opt)
-                if any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks):
+                stop = any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks)
+                if dist.any_process(stop):
                     return True
         finally:
             if bar is not None:
@@ -401,8 +417,11 @@ class _Rows:
 
 @torch.inference_mode()
 def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None = None,
-          backbone_features: bool = False, resize=None, precision: str = "auto"):
-    """Model outputs (and backbone features) for every image of ``store``, no augmentation.
+          backbone_features: bool = False, resize=None, precision: str = "auto",
+          rows: range | None = None):
+    """Model outputs (and backbone features) for the images of ``store``, no augmentation.
+
+    ``rows`` (a range, default all) picks consecutive images, e.g. one process's share.
 
     Streams: batches of ``batch_size`` images (default 4096 on CUDA; 64 elsewhere, where
     larger batches are no faster but cost memory: 32x32 images through resnet_small on the
@@ -414,18 +433,20 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
     """
     with reuse_freed_memory(device.type == "cpu"):
         return _embed(model, store, image_size=image_size, device=device, batch_size=batch_size,
-                      backbone_features=backbone_features, resize=resize, precision=precision)
+                      backbone_features=backbone_features, resize=resize, precision=precision,
+                      rows=range(len(store)) if rows is None else rows)
 
 
 def _embed(model, store, *, image_size, device, batch_size, backbone_features, resize,
-           precision):
+           precision, rows):
     model.eval()
     autocast = autocast_for(device, precision)
-    n = len(store)
+    n, first = len(rows), rows.start
     if batch_size is None:
         batch_size = 4096 if device.type == "cuda" else 64
     zs, hs = _Rows(n), _Rows(n)
-    chunks = (np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size))
+    chunks = (np.arange(first + s, first + min(n, s + batch_size))
+              for s in range(0, n, batch_size))
     for start, x in zip(range(0, n, batch_size), device_batches(store, chunks, device)):
         x = x.float().div_(255)
         if resize is not None:
