@@ -12,7 +12,7 @@ Datasets:
   (``simcne.cli.DEMO``);
 - ``fmnist10k``: 10,000 Fashion-MNIST images (28x28), drawn without replacement with
   ``numpy.random.default_rng(0)`` from the 70,000 of Debian's ``dataset-fashion-mnist``,
-  with the CPU settings ``FMNIST`` below (as in the README).
+  with the CPU settings ``FMNIST`` below (not yet measured).
 
 Peers come from the ``bench`` extra (``pip install -e '.[bench]'``): openTSNE with its
 defaults (perplexity 30, ``random_state=0``) and UMAP with its defaults (15 neighbours,
@@ -49,7 +49,8 @@ from simcne import TSimCNE, knn_accuracy  # noqa: E402
 from simcne.cli import DEMO  # noqa: E402
 from simcne.train import embed  # noqa: E402
 
-#: simcne's settings for the 10,000-image Fashion-MNIST subset on a CPU (see README)
+#: simcne's settings for the 10,000-image Fashion-MNIST subset on a CPU: a first guess sized
+#: for about 30 minutes on the earlier 2-core machine, not yet measured (see BENCHMARKS.md)
 FMNIST = dict(backbone="resnet_small", total_epochs=[30, 10, 60], batch_size=256,
               lr=[0.03, 0.03, 0.003], random_state=0)
 
