@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -45,6 +44,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from simcne import TSimCNE, knn_accuracy  # noqa: E402
 from simcne.cli import DEMO  # noqa: E402
 from simcne.train import embed  # noqa: E402
@@ -135,18 +135,12 @@ def run_umap(Xf) -> dict:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from vs_reference import machine as describe  # the same machine line as the speed block
+
     from simcne.train import cpu_has_native_bf16
 
-    return (f"{model}, {os.cpu_count()} cores, native bf16: "
-            f"{'yes' if cpu_has_native_bf16() else 'no'}; torch {torch.__version__}")
+    native = "yes" if cpu_has_native_bf16() else "no"
+    return f"{describe(torch.device('cpu'))}, native bf16: {native}"
 
 
 def figure(results: dict, path: Path) -> None:
