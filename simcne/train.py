@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -87,8 +88,12 @@ def cpu_has_native_bf16() -> bool:
     Asked of torch's own CPU feature detection (what oneDNN dispatches on); where torch
     does not offer it, read from the flags of ``/proc/cpuinfo``. Elsewhere (other
     architectures, no such file): False. Without these instructions, bf16 convolutions
-    are emulated and slower than fp32.
+    are emulated and slower than fp32. The environment variable ``SIMCNE_CPU_BF16=0`` (or
+    ``1``) overrides the detection, and with it what ``precision="auto"`` picks on CPU.
     """
+    forced = os.environ.get("SIMCNE_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     probes = [getattr(torch.cpu, name, None)
               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if all(callable(p) for p in probes):

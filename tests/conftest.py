@@ -1,6 +1,14 @@
+import os
+
 import numpy as np
 import pytest
 import torch
+
+# The suite asserts fp32 results (same seed, same embedding; resumed runs and torchrun runs
+# equal to one uninterrupted process): keep precision="auto" at fp32 on CPUs with native bf16
+# too, in this process and in the subprocesses the tests start. Tests of the detection
+# itself clear it.
+os.environ["SIMCNE_CPU_BF16"] = "0"
 
 
 @pytest.fixture(autouse=True)

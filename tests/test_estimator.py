@@ -161,6 +161,10 @@ def test_precision_selects_the_autocast_of_every_forward_pass(tiny, monkeypatch)
 def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
     from simcne import train
 
+    monkeypatch.setenv("SIMCNE_CPU_BF16", "1")  # the override wins
+    assert train.cpu_has_native_bf16() is True
+    monkeypatch.delenv("SIMCNE_CPU_BF16")
+
     # torch's own probes answer when they exist
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
