@@ -98,6 +98,54 @@ def _one_thread_on_cpu(x: torch.Tensor):
         torch.set_num_threads(n)
 
 
+#: the settings of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change
+SETTINGS = ("crop_scale", "crop_ratio", "flip_p", "jitter", "jitter_p", "grayscale_p")
+
+
+def check_settings(settings, param: str = "data_transform") -> dict:
+    """Validate a dict of :class:`Augment` settings; returns it with tuples for the pairs.
+
+    Raises a ``ValueError`` naming ``param[key]``, what is allowed and what it got.
+    """
+    import numbers
+
+    def real(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    def bad(key, allowed, got):
+        return ValueError(f"The '{param}' parameter of TSimCNE got {key!r}={got!r}: "
+                          f"expected {allowed}.")
+
+    if not isinstance(settings, dict):
+        raise ValueError(f"The '{param}' parameter of TSimCNE must be a dict, got "
+                         f"{type(settings).__name__}.")
+    unknown = sorted(str(k) for k in settings if k not in SETTINGS)
+    if unknown:
+        raise ValueError(f"The '{param}' parameter of TSimCNE got unknown setting(s) {unknown}: "
+                         f"expected some of {list(SETTINGS)}.")
+    out = {}
+    for key, v in settings.items():
+        if key in ("flip_p", "jitter_p", "grayscale_p"):
+            if not (real(v) and 0 <= v <= 1):
+                raise bad(key, "a probability in [0, 1]", v)
+            out[key] = float(v)
+        elif key in ("crop_scale", "crop_ratio"):
+            if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(real(x) for x in v)
+                    and 0 < v[0] <= v[1] and (key == "crop_ratio" or v[1] <= 1)):
+                allowed = ("two numbers lo <= hi in (0, 1] (fractions of the image's area)"
+                           if key == "crop_scale" else "two positive numbers lo <= hi "
+                           "(width / height)")
+                raise bad(key, allowed, v)
+            out[key] = (float(v[0]), float(v[1]))
+        else:  # jitter
+            if not (isinstance(v, (list, tuple)) and len(v) == 4 and all(real(x) for x in v)
+                    and min(v) >= 0 and v[3] <= 0.5):
+                raise bad(key, "four numbers >= 0 (brightness, contrast, saturation, hue; "
+                          "hue <= 0.5)", v)
+            out[key] = tuple(float(x) for x in v)
+    return out
+
+
 _JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
 _IDENTITY = (1.0, 1.0, 1.0, 0.0)
 

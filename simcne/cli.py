@@ -118,8 +118,26 @@ CLI_PARAMS = {
                    "(--no-checkpoint)"),
     "checkpoint_every": (dict(type=int, metavar="N"), _ONE, "epochs between checkpoints"),
     "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
-                  "forward passes in bf16 autocast: auto (on CUDA only), bf16 (everywhere), "
+                  "forward passes in bf16 autocast: auto (CUDA, and CPUs with native bf16), bf16 "
+                  "(everywhere), "
                   "fp32 (never)"),
+}
+
+
+# The augmentation's settings, each a key of TSimCNE(data_transform={...}):
+# name -> (argparse keywords, help)
+AUGMENT_FLAGS = {
+    "crop_scale": (dict(type=float, nargs=2, metavar=("LO", "HI")),
+                   "area of the random crop, as a fraction of the image (default: 0.2 1)"),
+    "crop_ratio": (dict(type=float, nargs=2, metavar=("LO", "HI")),
+                   "aspect ratio (width / height) of the crop (default: 0.75 1.333)"),
+    "flip_p": (dict(type=float, metavar="P"), "probability of a horizontal flip (default: 0.5)"),
+    "jitter": (dict(type=float, nargs=4, metavar=("B", "C", "S", "H")),
+               "colour jitter: brightness, contrast, saturation, hue (default: 0.4 0.4 0.4 0.1)"),
+    "jitter_p": (dict(type=float, metavar="P"),
+                 "probability of the colour jitter (default: 0.8)"),
+    "grayscale_p": (dict(type=float, metavar="P"),
+                    "probability of turning a view gray (default: 0.2)"),
 }
 
 
@@ -150,7 +168,8 @@ def _add_param_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("TSimCNE parameters", textwrap.fill(
         "One flag per parameter of simcne.TSimCNE (see its docstring); the defaults are "
         "TSimCNE's. Python-only (their values are Python objects): "
-        + ", ".join(PYTHON_ONLY) + ", and modules as backbone or projection_head.", 78))
+        "model, callbacks, data_transform as a callable (as a dict of augmentation settings "
+        "it has the flags below), and modules as backbone or projection_head.", 78))
     for name, (kwargs, _, text) in CLI_PARAMS.items():
         text = text.format(backbones=", ".join(sorted(BACKBONES)))
         group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
@@ -158,6 +177,14 @@ def _add_param_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quiet", action="store_true",
                        help="no progress output (TSimCNE's verbose=False; the command "
                             "shows stage summaries and progress bars by default)")
+    aug = parser.add_argument_group("augmentation (TSimCNE's data_transform as a dict)",
+                                    textwrap.fill(
+        "Change some settings of the paper's augmentation and keep the others; e.g. "
+        "--flip-p 0 --crop-scale 0.7 1 for digits or letters, which a mirror or a small crop "
+        "turns into another class.", 78))
+    for name, (kwargs, text) in AUGMENT_FLAGS.items():
+        aug.add_argument(_flag(name), dest="augment_" + name, default=argparse.SUPPRESS,
+                         help=text, **kwargs)
 
 
 def params_from_args(args) -> dict:
@@ -167,6 +194,11 @@ def params_from_args(args) -> dict:
         if name in vars(args):
             value = getattr(args, name)
             params[name] = convert(value) if convert is not None else value
+    settings = {name: getattr(args, "augment_" + name) for name in AUGMENT_FLAGS
+                if "augment_" + name in vars(args)}
+    if settings:
+        params["data_transform"] = {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in settings.items()}
     params[VERBOSE_FLAG] = not getattr(args, "quiet", False)
     return params
 

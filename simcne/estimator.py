@@ -15,7 +15,7 @@ from torch import nn
 
 from . import data as _data
 from . import dist
-from .augment import Augment, resize
+from .augment import Augment, check_settings, resize
 from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, training_params)
 from .losses import METRICS, info_nce
@@ -80,9 +80,13 @@ class TSimCNE:
     projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
         "mlp" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, with
         ``width`` the backbone's output width.
-    data_transform : callable or None, default=None
+    data_transform : dict, callable or None, default=None
         The random view. None is the paper's augmentation, :class:`simcne.augment.Augment`
-        at ``image_size``. A callable receives a float batch (B, C, H, W) in [0, 1] on the
+        at ``image_size``. A dict changes some of its settings and keeps the others, e.g.
+        ``{"flip_p": 0, "crop_scale": (0.7, 1)}`` for images that a mirror or a small crop
+        turns into another class (digits, letters); its keys are ``crop_scale``,
+        ``crop_ratio``, ``flip_p``, ``jitter``, ``jitter_p`` and ``grayscale_p``. Being
+        plain data, it is stored in model files and checkpoints. A callable receives a float batch (B, C, H, W) in [0, 1] on the
         training device and returns one view (B, C, *image_size); it is called twice a batch.
     total_epochs : int or list of int, default=(1000, 50, 450)
         Epochs of each stage. An int or a shorter list runs only the first stages: with one
@@ -266,9 +270,11 @@ class TSimCNE:
         if not isinstance(self.projection_head, nn.Module) and self.projection_head not in HEADS:
             raise _err("projection_head", f"an nn.Module or one of {list(HEADS)}",
                        self.projection_head)
-        if self.data_transform is not None and not callable(self.data_transform):
-            raise _err("data_transform", "None or a callable taking a batch of images",
-                       self.data_transform)
+        if isinstance(self.data_transform, dict):
+            check_settings(self.data_transform)
+        elif self.data_transform is not None and not callable(self.data_transform):
+            raise _err("data_transform", "None, a dict of augmentation settings or a "
+                       "callable taking a batch of images", self.data_transform)
         epochs = self.total_epochs
         if _is_int(epochs):
             epochs = [epochs]
@@ -631,8 +637,8 @@ class TSimCNE:
     def _augment(self, generator) -> Callable:
         # under torchrun, each process applies its share of the global batch's draws
         part = (dist.rank(), dist.world_size())
-        if self.data_transform is None:
-            aug = Augment(size=self.image_size_)
+        if self.data_transform is None or isinstance(self.data_transform, dict):
+            aug = Augment(size=self.image_size_, **check_settings(self.data_transform or {}))
             return lambda x: aug(x, generator=generator, part=part)
         if isinstance(self.data_transform, Augment):
             return lambda x: self.data_transform(x, generator=generator, part=part)

@@ -51,6 +51,8 @@ def _plain(value):
         return str(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v) for k, v in value.items()}
     raise TypeError(type(value).__name__)
 
 

@@ -1,0 +1,102 @@
+"""TSimCNE(data_transform={...}): the paper's augmentation with some settings changed."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import quick
+from simcne import TSimCNE
+from simcne.augment import SETTINGS, Augment, check_settings
+from simcne.cli import AUGMENT_FLAGS, build_parser, main, params_from_args
+
+
+def test_an_empty_dict_is_the_papers_augmentation(tiny):
+    X, _ = tiny
+    assert np.array_equal(quick(total_epochs=[1, 1, 1]).fit_transform(X),
+                          quick(total_epochs=[1, 1, 1], data_transform={}).fit_transform(X))
+
+
+def test_the_settings_reach_the_augmentation(tiny, monkeypatch):
+    from simcne import estimator
+
+    made = []
+    real = estimator.Augment
+
+    def spy(**kw):
+        made.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(estimator, "Augment", spy)
+    X, _ = tiny
+    a = quick(total_epochs=[1], data_transform={"flip_p": 0, "crop_scale": [0.7, 1]}).fit(X)
+    assert made == [dict(size=(8, 8), flip_p=0.0, crop_scale=(0.7, 1.0))]
+    b = quick(total_epochs=[1]).fit(X)
+    assert not np.allclose(a.embedding_, b.embedding_)
+
+
+def test_no_flip_means_no_flipped_view():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1) / 16
+    aug = Augment(size=4, **check_settings({"flip_p": 0, "crop_scale": (1, 1),
+                                            "crop_ratio": (1, 1), "jitter_p": 0}))
+    out = aug(x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x, atol=1e-6)  # whole image, never mirrored, no jitter
+    flipped = Augment(size=4, flip_p=1.0, crop_scale=(1, 1), crop_ratio=(1, 1), jitter_p=0)(
+        x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(flipped, x.flip(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"flip": 0}, "unknown setting(s) ['flip']"),
+    ({"flip_p": 1.5}, "'flip_p'=1.5: expected a probability in [0, 1]"),
+    ({"grayscale_p": -0.1}, "'grayscale_p'"),
+    ({"jitter_p": True}, "'jitter_p'"),
+    ({"crop_scale": (0.5, 2)}, "'crop_scale'=(0.5, 2)"),
+    ({"crop_scale": (0.9, 0.5)}, "'crop_scale'"),
+    ({"crop_scale": 0.5}, "'crop_scale'"),
+    ({"crop_ratio": (0, 1)}, "'crop_ratio'"),
+    ({"jitter": (0.4, 0.4, 0.4)}, "'jitter'"),
+    ({"jitter": (0.4, 0.4, 0.4, 0.7)}, "hue <= 0.5"),
+    ({"flip_p": float("nan")}, "'flip_p'"),
+])
+def test_bad_settings_name_the_parameter_and_the_key(tiny, settings, words):
+    with pytest.raises(ValueError, match="'data_transform'") as e:
+        quick(data_transform=settings).fit(tiny[0])
+    assert words in str(e.value)
+
+
+def test_the_settings_are_stored_in_model_files_and_checkpoints(tiny, tmp_path):
+    X, _ = tiny
+    settings = {"flip_p": 0.0, "crop_scale": (0.7, 1.0)}
+    est = quick(data_transform=settings).fit(X)
+    est.save(tmp_path / "m.pt")
+    back = TSimCNE.load(tmp_path / "m.pt")
+    assert check_settings(back.data_transform) == settings
+    assert np.array_equal(back.transform(X), est.transform(X))
+    # a checkpoint of other settings is refused, naming the parameter
+    ck = tmp_path / "c.pt"
+    quick(total_epochs=[4, 1, 1], checkpoint=ck, checkpoint_every=1,
+          callbacks=lambda s, e, l, m: e == 2, data_transform=settings).fit(X)
+    assert ck.exists()
+    with pytest.raises(ValueError, match="data_transform"):
+        quick(total_epochs=[4, 1, 1], checkpoint=ck, data_transform={"flip_p": 0.5}).fit(X)
+
+
+def test_flags_make_the_dict():
+    assert set(AUGMENT_FLAGS) == set(SETTINGS)
+    args = build_parser().parse_args(["fit", "data", "--out", "o", "--flip-p", "0",
+                                      "--crop-scale", "0.7", "1", "--jitter", "0.4", "0.4",
+                                      "0", "0"])
+    assert params_from_args(args)["data_transform"] == {
+        "flip_p": 0.0, "crop_scale": (0.7, 1.0), "jitter": (0.4, 0.4, 0.0, 0.0)}
+    args = build_parser().parse_args(["fit", "data", "--out", "o"])
+    assert "data_transform" not in params_from_args(args)
+
+
+def test_a_bad_flag_value_is_one_line(tiny, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", tiny[0])
+    out = tmp_path / "out"
+    code = main(["fit", str(tmp_path / "x.npy"), "--out", str(out), "--flip-p", "2",
+                 "--backbone", "resnet_small", "--total-epochs", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "'flip_p'=2.0" in err[0], err
+    assert not out.exists() or not any(out.iterdir())
