@@ -108,6 +108,11 @@ CLI_PARAMS = {
     "grad_clip": (dict(type=_none_or(float, "a float"), metavar="C"), _ONE,
                   "clip gradients to [-C, C] element-wise; 'none' turns it off"),
     "temperature": (dict(type=float, metavar="T"), _ONE, "temperature of --metric cosine"),
+    "exaggeration": (dict(type=float, nargs="+", metavar="RHO"), _scalar_if_one,
+                     "weight of the positive pair in the loss: one value for stages 2 and 3 "
+                     "(stage 1 keeps 1), or one per stage; 1 is InfoNCE"),
+    "out_layer_std": (dict(type=float, metavar="S"), _ONE,
+                      "standard deviation of the fresh out_dim layer's weights in stage 2"),
     "image_size": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
                    "H [W]: the size the network sees; none: the images' stored size"),
     "random_state": (dict(type=_none_or(int, "an int"), metavar="SEED"), _ONE,

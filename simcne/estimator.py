@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import sys
@@ -112,6 +113,17 @@ class TSimCNE:
         Gradients are clipped to [-grad_clip, grad_clip] element-wise. None disables it.
     temperature : float, default=0.5
         Temperature of the "cosine" metric.
+    exaggeration : float or list of float, default=1.0
+        Weight of the positive pair's term in the loss, ``-exaggeration * log k(z_i, z_pos)
+        + log sum_{j != i} k(z_i, z_j)``: 1 is InfoNCE (the paper's); more pulls each view
+        harder towards its pair than the batch pushes it away, which, as exaggeration does
+        for t-SNE, makes tighter, more separated clusters (Böhm, Berens & Kobak,
+        "Attraction-repulsion spectrum in neighbor embeddings", JMLR 2022). A float applies to stages 2 and 3 (the
+        ``out_dim`` stages), stage 1 keeping 1; a list gives each stage's.
+    out_layer_std : float, default=1.0
+        Standard deviation of the fresh ``out_dim`` layer's weights at the start of stage 2
+        (the paper's N(0, 1)). The output's scale is proportional to it; a smaller one, with
+        a larger stage-3 rate, let short runs on small data contract into clusters sooner.
     image_size : None, int or (int, int), default=None
         Size the network sees. None uses the stored size of the training images.
     random_state : int or None, default=None
@@ -186,6 +198,8 @@ class TSimCNE:
         weight_decay=5e-4,
         grad_clip=4.0,
         temperature=0.5,
+        exaggeration=1.0,
+        out_layer_std=1.0,
         image_size=None,
         random_state=None,
         device="auto",
@@ -213,6 +227,8 @@ class TSimCNE:
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.temperature = temperature
+        self.exaggeration = exaggeration
+        self.out_layer_std = out_layer_std
         self.image_size = image_size
         self.random_state = random_state
         self.device = device
@@ -315,6 +331,16 @@ class TSimCNE:
             raise _err("grad_clip", "None or a float > 0", self.grad_clip)
         if not (_is_real(self.temperature) and self.temperature > 0):
             raise _err("temperature", "a float > 0", self.temperature)
+        ex = self.exaggeration
+        ex_list = _per_stage(ex, n_stages, "exaggeration")
+        def finite_positive(v):
+            return _is_real(v) and math.isfinite(v) and v > 0
+
+        if not (finite_positive(ex)
+                or (ex_list is not None and all(finite_positive(v) for v in ex_list))):
+            raise _err("exaggeration", "a float > 0 or a list of floats > 0, one per stage", ex)
+        if not finite_positive(self.out_layer_std):
+            raise _err("out_layer_std", "a float > 0", self.out_layer_std)
         size = self.image_size
         if size is not None:
             ok = (_is_int(size) and size > 0) or (
@@ -396,6 +422,9 @@ class TSimCNE:
         else:
             wus = list(self.warmup)
         self._warmups = wus[:n_stages]
+        ex = self.exaggeration
+        exs = [1.0, float(ex), float(ex)] if _is_real(ex) else [float(v) for v in ex]
+        self._exaggerations = exs[:n_stages]
         if self.image_size is None:
             self.image_size_ = store.image_size
         elif _is_int(self.image_size):
@@ -474,8 +503,12 @@ class TSimCNE:
         # under torchrun: this process's rows against every process's
         gather = {"gather": True} if dist.is_distributed() else {}
 
-        def loss_fn(z):
-            return info_nce(z, metric, temperature, **gather)
+        def loss_for(number: int):
+            rho = self._exaggerations[number - 1]
+
+            def loss_fn(z):
+                return info_nce(z, metric, temperature, exaggeration=rho, **gather)
+            return loss_fn
 
         callbacks = ([] if self.callbacks is None else
                      [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
@@ -523,7 +556,7 @@ class TSimCNE:
                     history=history, stage_embeddings=self.stage_embeddings_)
                 saved[0] = (stage, epoch)
 
-        common = dict(batch_size=self._batch_size, augment=augment, loss_fn=loss_fn,
+        common = dict(batch_size=self._batch_size, augment=augment,
                       device=device, generator=shuffle_gen, optimizer=self.optimizer,
                       momentum=self.momentum, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, callbacks=callbacks,
@@ -538,21 +571,24 @@ class TSimCNE:
             # stage 1: the whole network, pretrain_out_dim outputs
             if first == 1:
                 set_trainable(model)
-                stopped = train_stage(model, train_store, stages[0], **common, **start(1))
-            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, 1)
+                stopped = train_stage(model, train_store, stages[0], loss_fn=loss_for(1),
+                                      **common, **start(1))
+            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, out_layer_std^2)
             layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
-                                        .manual_seed(self._seed + 2))
+                                        .manual_seed(self._seed + 2), std=self.out_layer_std)
             if first == 1:
                 self.stage_embeddings_.append(self._finite_embedding(train_store, 1, stages))
             if len(stages) > 1 and not stopped and first <= 2:
                 # stage 2: only the new layer
                 self.n_trainable_stage2_ = set_trainable(model, only=layer)
-                stopped = train_stage(model, train_store, stages[1], **common, **start(2))
+                stopped = train_stage(model, train_store, stages[1], loss_fn=loss_for(2),
+                                      **common, **start(2))
                 self.stage_embeddings_.append(self._finite_embedding(train_store, 2, stages))
             if len(stages) > 2 and not stopped:
                 # stage 3: everything, at a small learning rate
                 set_trainable(model)
-                stopped = train_stage(model, train_store, stages[2], **common, **start(3))
+                stopped = train_stage(model, train_store, stages[2], loss_fn=loss_for(3),
+                                      **common, **start(3))
                 self.stage_embeddings_.append(self._finite_embedding(train_store, 3, stages))
         except TrainingDiverged as e:
             restored = saved[0] is not None and self._restore_last_good(model)

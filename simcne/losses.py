@@ -48,7 +48,7 @@ def log_similarity(z: torch.Tensor, metric: str = "euclidean", temperature: floa
 
 
 def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5, *,
-             gather: bool = False) -> torch.Tensor:
+             exaggeration: float = 1.0, gather: bool = False) -> torch.Tensor:
     """Mean InfoNCE loss of ``z`` (2B, d), positives at ``i <-> i + B``.
 
     Parameters
@@ -58,6 +58,9 @@ def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.
     metric : {"euclidean", "cosine", "gauss"}, default="euclidean"
     temperature : float, default=0.5
         Of the "cosine" metric.
+    exaggeration : float, default=1.0
+        The weight rho of the positive pair's term: the loss of row i is
+        ``-rho * log k(z_i, z_pos) + log sum_{j != i} k(z_i, z_j)``; 1 is InfoNCE.
     gather : bool, default=False
         Under torchrun with W processes: ``z`` is this process's share, the two views of its
         ``b = B / W`` images of the global batch (the r-th slice of each half of the global
@@ -72,15 +75,23 @@ def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.
     if n % 2 or n < (2 if gathered else 4):
         raise ValueError(f"info_nce needs an even number (>= 4) of rows, got {n}")
     if gathered:
-        return _info_nce_gathered(z, metric, temperature)
+        return _info_nce_gathered(z, metric, temperature, exaggeration)
     logits = log_similarity(z.float(), metric, temperature)
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     positive = torch.arange(n, device=z.device).roll(n // 2)
-    return F.cross_entropy(logits, positive)
+    return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)
 
 
-def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float) -> torch.Tensor:
+def _exaggerated(loss, logits, positive, exaggeration: float):
+    """cross-entropy ``-l_pos + logsumexp(l)`` made ``-rho * l_pos + logsumexp(l)``."""
+    if exaggeration == 1.0:
+        return loss
+    return loss - (exaggeration - 1.0) * logits.gather(1, positive[:, None]).mean()
+
+
+def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float,
+                       exaggeration: float = 1.0) -> torch.Tensor:
     w, r, b = dist.world_size(), dist.rank(), z.shape[0] // 2
     z = z.float()
     every = dist.all_gather_with_grad(z)  # (W * 2b, d): rank by rank, [view 1; view 2] each
@@ -92,4 +103,4 @@ def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float) -> torc
     logits = log_similarity(z, metric, temperature, other=every)
     logits = logits.scatter(1, rows[:, None], float("-inf"))  # not itself
     positive = (rows + big) % (2 * big)
-    return F.cross_entropy(logits, positive)
+    return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)

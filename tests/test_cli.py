@@ -149,10 +149,12 @@ def test_flags_map_onto_parameters():
     args = build_parser().parse_args(
         ["fit", "data", "--out", "o", "--total-epochs", "1000", "50", "450", "--lr", "0.1",
          "--warmup", "5", "0", "5", "--image-size", "32", "32", "--grad-clip", "none",
-         "--metric", "cosine", "--random-state", "3", "--compile", "--out-dim", "3"])
+         "--metric", "cosine", "--random-state", "3", "--compile", "--out-dim", "3",
+         "--exaggeration", "4", "--out-layer-std", "0.1"])
     assert params_from_args(args) == dict(
         total_epochs=[1000, 50, 450], lr=0.1, warmup=[5, 0, 5], image_size=[32, 32],
-        grad_clip=None, metric="cosine", random_state=3, compile=True, out_dim=3, verbose=True)
+        grad_clip=None, metric="cosine", random_state=3, compile=True, out_dim=3,
+        exaggeration=4.0, out_layer_std=0.1, verbose=True)
     # flags not given are not passed: the estimator's signature holds the defaults
     args = build_parser().parse_args(["fit", "data", "--out", "o", "--quiet", "--lr",
                                       "auto_batch"])

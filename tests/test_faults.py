@@ -35,8 +35,8 @@ def _nan_loss_from(monkeypatch, stage, epoch):
     state = {"on": False}
     real = simcne.estimator.info_nce
 
-    def loss(z, *args):
-        out = real(z, *args)
+    def loss(z, *args, **kw):
+        out = real(z, *args, **kw)
         return out * float("nan") if state["on"] else out
 
     monkeypatch.setattr(simcne.estimator, "info_nce", loss)
@@ -86,7 +86,8 @@ def test_divergence_through_the_command(tiny, tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "x.npy", tiny[0][:32])
     out = tmp_path / "out"
     real = simcne.estimator.info_nce
-    monkeypatch.setattr(simcne.estimator, "info_nce", lambda z, *a: real(z, *a) * float("inf"))
+    monkeypatch.setattr(simcne.estimator, "info_nce",
+                        lambda z, *a, **kw: real(z, *a, **kw) * float("inf"))
     assert main(["fit", str(tmp_path / "x.npy"), "--out", str(out), *FIT]) == 2
     line = _one_error_line(capsys)
     assert "stage 1, epoch 1 of 2, at learning rate" in line
@@ -232,9 +233,9 @@ def test_the_model_so_far_on_request(tiny, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     real, calls = simcne.estimator.info_nce, [0]
 
-    def loss(z, *args):  # 2 steps an epoch: NaN from stage 2, epoch 2 on
+    def loss(z, *args, **kw):  # 2 steps an epoch: NaN from stage 2, epoch 2 on
         calls[0] += 1
-        return real(z, *args) * (float("nan") if calls[0] > 6 else 1.0)
+        return real(z, *args, **kw) * (float("nan") if calls[0] > 6 else 1.0)
 
     monkeypatch.setattr(simcne.estimator, "info_nce", loss)
     assert main(["fit", str(tmp_path / "x.npy"), "--out", str(out), *FIT,

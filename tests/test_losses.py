@@ -62,3 +62,34 @@ def test_loss_is_finite_for_far_points_and_keeps_gradients():
 def test_odd_batch_is_an_error():
     with pytest.raises(ValueError, match="even number"):
         info_nce(torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("rho", [0.5, 1.0, 4.0])
+def test_exaggeration_weights_the_positive_term(rho):
+    # -rho * log k(i, pos) + log sum_{j != i} k(i, j), by explicit loops
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(8, 2))
+    n = len(z)
+    hand = 0.0
+    for i in range(n):
+        pos = (i + n // 2) % n
+        hand += (-rho * math.log(cauchy(z[i], z[pos]))
+                 + math.log(sum(cauchy(z[i], z[j]) for j in range(n) if j != i)))
+    got = info_nce(torch.tensor(z, dtype=torch.float64), exaggeration=rho).item()
+    assert got == pytest.approx(hand / n, rel=1e-6)
+    if rho == 1.0:  # InfoNCE exactly, the same float path
+        zt = torch.tensor(z, dtype=torch.float32)
+        assert torch.equal(info_nce(zt, exaggeration=1.0), info_nce(zt))
+
+
+@pytest.mark.parametrize("rho", [1.0, 3.0])
+def test_exaggeration_in_the_gathered_loss(monkeypatch, rho):
+    # the torchrun path with a one-process "gather" equals the plain loss
+    from simcne import dist, losses
+
+    monkeypatch.setattr(dist, "world_size", lambda: 1)
+    monkeypatch.setattr(dist, "rank", lambda: 0)
+    monkeypatch.setattr(dist, "all_gather_with_grad", lambda z: z)
+    z = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    got = losses._info_nce_gathered(z, "euclidean", 0.5, rho)
+    assert got.item() == pytest.approx(info_nce(z, exaggeration=rho).item(), rel=1e-6)

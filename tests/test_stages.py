@@ -1,3 +1,4 @@
+import numpy as np
 """Parameter flow: every constructor argument reaches the stage it is meant for."""
 
 import pytest
@@ -72,12 +73,40 @@ def test_batch_size_is_capped_by_the_dataset(tiny, record):
 def test_metric_and_temperature_reach_the_loss(tiny, monkeypatch):
     seen = []
     real = est_mod.info_nce
-    monkeypatch.setattr(est_mod, "info_nce", lambda z, m, t: seen.append((m, t)) or real(z, m, t))
+    monkeypatch.setattr(est_mod, "info_nce", lambda z, m, t, **kw: seen.append((m, t))
+                        or real(z, m, t, **kw))
     quick(total_epochs=[1], metric="cosine", temperature=0.3).fit(tiny[0])
     assert seen and set(seen) == {("cosine", 0.3)}
     seen.clear()
     quick(total_epochs=[1]).fit(tiny[0])
     assert set(seen) == {("euclidean", 0.5)}
+
+
+@pytest.mark.parametrize("given, per_stage", [(1.0, [1.0, 1.0, 1.0]), (4, [1.0, 4.0, 4.0]),
+                                              ([2, 3, 5], [2.0, 3.0, 5.0])])
+def test_exaggeration_reaches_each_stage_loss(tiny, monkeypatch, given, per_stage):
+    seen = {}
+    real = est_mod.info_nce
+
+    def spy(z, m, t, exaggeration=1.0, **kw):
+        seen.setdefault(len(seen_stage), set()).add(exaggeration)
+        return real(z, m, t, exaggeration=exaggeration, **kw)
+
+    seen_stage = []
+    monkeypatch.setattr(est_mod, "info_nce", spy)
+    # a callback marks where each stage's epochs end
+    quick(total_epochs=[1, 1, 1], exaggeration=given,
+          callbacks=lambda s, e, l, m: seen_stage.append(s)).fit(tiny[0])
+    assert [seen[i] for i in range(3)] == [{v} for v in per_stage]
+
+
+def test_out_layer_std_scales_the_fresh_layer(tiny):
+    # after stage 1 the embedding is the fresh layer's output (bias 0): it scales with the std
+    a = quick(total_epochs=[1], random_state=5).fit(tiny[0])
+    b = quick(total_epochs=[1], random_state=5, out_layer_std=0.1).fit(tiny[0])
+    assert np.allclose(b.embedding_, 0.1 * a.embedding_, rtol=1e-5, atol=1e-6)
+    w = [m for m in b.model_.modules() if isinstance(m, torch.nn.Linear)][-1].weight
+    assert w.shape[0] == 2 and 0.08 < float(w.detach().std()) < 0.12
 
 
 def test_lr_schedule_warms_up_per_step_then_decays():

@@ -306,13 +306,16 @@ def last_linear(module: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return found
 
 
-def replace_last_linear(model: nn.Module, out_dim: int, generator=None) -> nn.Linear:
-    """Swap the head's last Linear for a fresh Linear(in -> out_dim), weights N(0, 1), bias 0."""
+def replace_last_linear(model: nn.Module, out_dim: int, generator=None,
+                        std: float = 1.0) -> nn.Linear:
+    """Swap the head's last Linear for a fresh Linear(in -> out_dim), weights N(0, std^2), bias 0."""
     root = model.projection_head if isinstance(model, SimCNEModel) else model
     parent, name, old = last_linear(root)
     new = nn.Linear(old.in_features, out_dim, bias=old.bias is not None)
     with torch.no_grad():
         w = torch.randn(new.weight.shape, generator=generator)
+        if std != 1.0:
+            w.mul_(std)
         new.weight.copy_(w)
         if new.bias is not None:
             new.bias.zero_()
