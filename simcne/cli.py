@@ -24,14 +24,16 @@ PREFIX = "[simcne]"
 # stages, so that it trains in about two minutes on a 2-core CPU (README "Small datasets"
 # has the measurements behind each choice):
 # - the augmentation without the mirror and with crops of 70-100 % of the image: a mirrored
-#   or heavily cropped digit is often another digit, and the paper's settings (made for
-#   photographs) cost 0.1-0.2 of the map's kNN accuracy on digits;
+#   or heavily cropped digit is often another digit;
 # - stage 1 short (its features are good after a few epochs on digits), stage 2 at 20 times
 #   stage 1's rate (at 14 steps an epoch, stage 1's rate leaves the new layer far from
-#   trained after 5 epochs) and stage 3 at 1/10 of it instead of 1/1000.
+#   trained after 5 epochs);
+# - exaggeration 4 in stages 2 and 3, the new layer at N(0, 0.1^2) and stage 3 at about
+#   7 times stage 1's rate: a short run contracts into separated clusters instead of an
+#   evenly spread disc.
 DEMO = dict(backbone="resnet_small", total_epochs=[10, 5, 60], batch_size=128,
-            lr=[0.015, 0.3, 0.0015], data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)},
-            random_state=0)
+            lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
+            data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)}, random_state=0)
 
 #: TSimCNE parameters that only the Python API can set (their values are Python objects)
 PYTHON_ONLY = ("model", "data_transform", "callbacks")
