@@ -44,6 +44,8 @@ p.add_argument("--crop_lo", type=float, default=0.2)
 p.add_argument("--flip", type=float, default=0.5)
 p.add_argument("--data", default="digits", help="digits, or an .npz with X (uint8 images) and y")
 p.add_argument("--results", default="stage_sweep.jsonl")
+p.add_argument("--widths", type=int, nargs="+", default=None, help="a ResNet of one basic block per width instead of --backbone")
+p.add_argument("--exaggeration", type=float, default=1.0, help="weight of the positive term in stages 2 and 3")
 p.add_argument("--save-embedding", default=None, help="write the final embedding to this .npy")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -56,12 +58,26 @@ else:
 store = _data.load(X, y)
 dev = torch.device("cpu")
 size = store.image_size
+if a.widths:
+    from simcne.models import BACKBONES
+    from simcne.models.resnet import BasicBlock, ResNet
+    BACKBONES["custom"] = lambda in_channels=3: ResNet(BasicBlock, [1] * len(a.widths), widths=tuple(a.widths), in_channels=in_channels)
+    a.backbone = "custom"
 model = make_model(a.backbone, "mlp", None, in_channels=store.channels, image_size=size, pretrain_out_dim=2 if a.direct else 128)
 gen = torch.Generator().manual_seed(a.seed)
 sg = torch.Generator().manual_seed(a.seed + 1)
 aug = Augment(size=size, crop_scale=(a.crop_lo, 1.0), flip_p=a.flip)
 augment = lambda x: aug(x, generator=gen)
-loss_fn = lambda z: info_nce(z, "euclidean")
+def loss_fn(z):
+    return info_nce(z, "euclidean")
+
+
+def exaggerated(z, rho=a.exaggeration):
+    from simcne.losses import log_similarity
+    n = z.shape[0]
+    logits = log_similarity(z.float(), "euclidean").masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
+    pos = torch.arange(n).roll(n // 2)
+    return (-rho * logits[torch.arange(n), pos] + torch.logsumexp(logits, 1)).mean()
 clock = [0.0]
 log = []
 def knn(Y):
@@ -80,7 +96,7 @@ def timed_stage(n, st, bs, opt, wd, every):
             evaluate(f"s{stage}e{epoch}") if (stage > 1 or a.direct) else print(f"  s1e{epoch} t={clock[0]:.1f} loss={loss:.3f}", flush=True)
         t[0] = time.perf_counter()
         return False
-    train_stage(model, store, st, batch_size=bs, augment=augment, loss_fn=loss_fn, device=dev,
+    train_stage(model, store, st, batch_size=bs, augment=augment, loss_fn=loss_fn if n == 1 else exaggerated, device=dev,
                 generator=sg, optimizer=opt, weight_decay=wd, callbacks=[cb])
 e1, e2, e3 = a.epochs
 if a.s1cache and os.path.exists(a.s1cache):

@@ -28,6 +28,7 @@ EXPECTED = {
     "efficientnet_v2_m": (54_139_356 - (1280 * 1000 + 1000), 1280),
     "efficientnet_v2_l": (118_515_272 - (1280 * 1000 + 1000), 1280),
     "resnet_small": (307_360, 128),
+    "resnet_tiny": (77_392, 64),
 }
 SLOW = {"resnet101", "efficientnet_v2_m", "efficientnet_v2_l"}
 

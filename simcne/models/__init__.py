@@ -11,7 +11,7 @@ from torch import nn
 from .efficientnet import efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s
 from .heads import linear_head, mlp_head
 from .mobilenetv3 import mobilenetv3_large, mobilenetv3_small
-from .resnet import resnet18, resnet34, resnet50, resnet101, resnet_small
+from .resnet import resnet18, resnet34, resnet50, resnet101, resnet_small, resnet_tiny
 
 #: name -> constructor(in_channels) returning a module with ``out_features``.
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -25,6 +25,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "efficientnet_v2_m": efficientnet_v2_m,
     "efficientnet_v2_l": efficientnet_v2_l,
     "resnet_small": resnet_small,
+    "resnet_tiny": resnet_tiny,
 }
 
 HEADS = ("mlp", "linear")
@@ -37,7 +38,8 @@ def make_backbone(name: str, in_channels: int = 3) -> nn.Module:
     ----------
     name : str
         One of ``BACKBONES``: ``"resnet18"`` ... ``"resnet101"``, ``"mobilenetv3_small"``,
-        ``"mobilenetv3_large"``, ``"efficientnet_v2_s/m/l"`` or ``"resnet_small"``.
+        ``"mobilenetv3_large"``, ``"efficientnet_v2_s/m/l"``, ``"resnet_small"`` or
+        ``"resnet_tiny"``.
     in_channels : int, default=3
         Image channels (1 for grayscale).
 

@@ -128,3 +128,20 @@ def resnet_small(in_channels: int = 3) -> ResNet:
         Image channels (1 for grayscale).
     """
     return ResNet(BasicBlock, [1, 1, 1], widths=(32, 64, 128), in_channels=in_channels)
+
+
+def resnet_tiny(in_channels: int = 3) -> ResNet:
+    """The narrowest ResNet here: three stages of one basic block each, widths 16/32/64.
+
+    77,392 parameters (3 channels) and 64 features: ``resnet_small`` at half the width, about
+    4x fewer multiply-adds. Made for tiny images (8x8 to 32x32: digits, MNIST-like data,
+    icons) on a CPU, where its cheaper steps buy more epochs in the same time: on scikit-learn's
+    digits it reached a better map than ``resnet_small`` in the same minutes (README, "Small
+    datasets"). For natural images use ``"resnet18"``.
+
+    Parameters
+    ----------
+    in_channels : int, default=3
+        Image channels (1 for grayscale).
+    """
+    return ResNet(BasicBlock, [1, 1, 1], widths=(16, 32, 64), in_channels=in_channels)
