@@ -123,12 +123,14 @@ def test_short_training_on_digits_beats_an_untrained_network(digits):
 
     X, y = digits
     X, y = X[:900], y[:900]
-    # the demo's settings (its augmentation and rates), with short stages on 900 images
+    # the demo's settings (resnet_tiny, its augmentation, rates and exaggeration) with a
+    # shorter stage 3 on 900 images. Measured (seeds 0, 1, 2): untrained 0.23, trained
+    # 0.81, 0.85, 0.76, in 14 s each on the 2-core machine
     untrained = quick(total_epochs=[0], random_state=0).fit_transform(X)
     settings = {k: v for k, v in DEMO.items() if k not in ("total_epochs", "random_state")}
     trained = quick(total_epochs=[10, 5, 30], random_state=0, **settings).fit_transform(X)
     acc0, acc1 = knn_accuracy(untrained, y), knn_accuracy(trained, y)
-    assert acc1 > FLOOR and acc1 > acc0 + 0.3, (acc0, acc1)
+    assert acc1 > 0.65 and acc1 > acc0 + 0.3, (acc0, acc1)
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
