@@ -12,7 +12,7 @@ Datasets:
   (``simcne.cli.DEMO``: among them the augmentation without the mirror, crops of 70-100 %);
 - ``fmnist10k``: 10,000 Fashion-MNIST images (28x28), drawn without replacement with
   ``numpy.random.default_rng(0)`` from the 70,000 of Debian's ``dataset-fashion-mnist``,
-  with the CPU settings ``FMNIST`` below (not yet measured).
+  with the CPU settings ``FMNIST`` below.
 
 Peers come from the ``bench`` extra (``pip install -e '.[bench]'``): openTSNE with its
 defaults (perplexity 30, ``random_state=0``) and UMAP with its defaults (15 neighbours,
@@ -49,10 +49,14 @@ from simcne import TSimCNE, knn_accuracy  # noqa: E402
 from simcne.cli import DEMO  # noqa: E402
 from simcne.train import embed  # noqa: E402
 
-#: simcne's settings for the 10,000-image Fashion-MNIST subset on a CPU: a first guess sized
-#: for about 30 minutes on the earlier 2-core machine, not yet measured (see BENCHMARKS.md)
-FMNIST = dict(backbone="resnet_small", total_epochs=[30, 10, 60], batch_size=256,
-              lr=[0.03, 0.03, 0.003], random_state=0)
+#: simcne's settings for the 10,000-image Fashion-MNIST subset on a 2-core CPU, sized for
+#: about 30 minutes: the digits recipe of `simcne demo` (resnet_tiny, stage 2 at 20x, stage 3
+#: at 0.1 with exaggeration 4 and a N(0, 0.1^2) new layer), the images seen at 14x14 (4x
+#: cheaper steps than 28x28), the mirror kept (a mirrored garment is the same garment) and
+#: crops of 50-100 %. One measured run (BENCHMARKS.md), not tuned.
+FMNIST = dict(backbone="resnet_tiny", image_size=14, total_epochs=[30, 5, 110], batch_size=128,
+              lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
+              data_transform={"crop_scale": (0.5, 1.0)}, random_state=0)
 
 SPLIT_SEEDS = (0, 1, 2)
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
@@ -83,11 +87,16 @@ def load_dataset(name: str):
 class Curve:
     """A callback: kNN accuracy of the 2-D map every ``every`` epochs of stage 3."""
 
-    def __init__(self, X, labels, every: int):
+    def __init__(self, X, labels, every: int, image_size=None):
         from simcne.augment import resize
         from simcne.data import load
 
         self.store, self.labels, self.every, self.resize = load(X), labels, every, resize
+        if image_size is None:
+            image_size = self.store.image_size
+        elif isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size)  # what the network is trained on
         self.points, self.eval_seconds, self.t0 = [], 0.0, time.perf_counter()
 
     def train_seconds(self) -> float:
@@ -97,7 +106,7 @@ class Curve:
         if stage != 3 or epoch % self.every:
             return False
         t = time.perf_counter()
-        Y = embed(model, self.store, image_size=self.store.image_size,
+        Y = embed(model, self.store, image_size=self.image_size,
                   device=next(model.parameters()).device, resize=self.resize)
         model.train()  # embed leaves the model in eval mode
         self.points.append((self.train_seconds(), epoch, score(Y, self.labels)[0]))
@@ -106,7 +115,7 @@ class Curve:
 
 
 def run_simcne(X, labels, params: dict, every: int) -> dict:
-    curve = Curve(X, labels, every)
+    curve = Curve(X, labels, every, params.get("image_size"))
     est = TSimCNE(**params, callbacks=[curve])
     t0 = time.perf_counter()
     est.fit(X, labels)
