@@ -337,6 +337,8 @@ def main(argv=None):
                      f"| {ratio:.2f}x | {each} | {100 * share:.1f} % |")
     lines += [""] + [f"- {n}" for n in notes]
     key = device.type + ("" if a.precision == "auto" else f"-{a.precision}")
+    if not cuda and a.threads != 2:  # a block per thread count on CPU (2: the machine's cores)
+        key += f"-{a.threads}t"
     write_block("\n".join(lines), f"vs_reference:{key}")
 
 
