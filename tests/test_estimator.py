@@ -188,3 +188,26 @@ def test_native_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
     assert train.cpu_has_native_bf16() is True
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
     assert train.cpu_has_native_bf16() is False
+
+
+def test_compile_trains_like_the_eager_network(tiny):
+    # torch.compile (inductor, C++ kernels on CPU) is opt-in; it must train the same network
+    from simcne.estimator import _find_cpp_compiler
+
+    if _find_cpp_compiler() is None:
+        pytest.skip("no C++ compiler here for torch.compile's CPU backend")
+    X, _ = tiny
+    params = dict(total_epochs=[1], backbone="resnet_tiny", precision="fp32")
+    eager = quick(**params).fit_transform(X)
+    compiled = quick(compile=True, **params).fit_transform(X)
+    assert compiled.shape == eager.shape and np.isfinite(compiled).all()
+    assert np.allclose(compiled, eager, rtol=1e-3, atol=1e-3)
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_error(tiny, monkeypatch):
+    import simcne.estimator as est_mod
+
+    monkeypatch.setattr(est_mod, "_find_cpp_compiler", lambda: None)
+    with pytest.raises(ValueError, match=r"'compile' parameter.*C\+\+ compiler.*g\+\+"):
+        quick(compile=True, device="cpu").fit(tiny[0])
+    quick(compile=False, total_epochs=[1], device="cpu").fit(tiny[0])  # eager needs none
