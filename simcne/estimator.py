@@ -18,13 +18,14 @@ from torch import nn
 from . import data as _data
 from . import dist
 from .augment import Augment, check_settings, resize
+from .devices import gpu_free_memory, resolve_device, store_fits
 from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, training_params)
 from .losses import METRICS, info_nce
 from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
                      set_trainable)
-from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, embed, step_memory,
-                    train_stage)
+from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, autocast_for, embed,
+                    step_memory, train_stage)
 
 _STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
 
@@ -383,11 +384,9 @@ class TSimCNE:
 
     # -- resolved settings (private; parameters stay as given) ----------------------------
     def _resolve(self, store) -> None:
-        if self.device == "auto":
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            device = torch.device(self.device)
-            _check_device_exists(device, self.device)
+        if self.device != "auto":
+            _check_device_exists(torch.device(self.device), self.device)
+        device = resolve_device(self.device)  # "cuda" -> "cuda:<index>", one name throughout
         if self.compile and device.type == "cpu":
             _check_cpp_compiler()
         self._device = dist.init_from_env(device)  # joins torchrun's processes, if any
@@ -496,11 +495,11 @@ class TSimCNE:
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        step_bytes = self._check_memory(model, device) if device.type == "cpu" else None
+        step_bytes = self._check_memory(model, device)
         dist.broadcast_module(model)  # every process starts from rank 0's network
         self.model_ = model
         self.labels_ = store.labels
-        train_store = _place(store, device)
+        train_store = _place(store, device, step_bytes)
         gen = torch.Generator(device=device).manual_seed(self._seed)
         shuffle_gen = torch.Generator().manual_seed(self._seed + 1)
         augment = self._augment(gen)
@@ -529,7 +528,8 @@ class TSimCNE:
             if resume is None or number != first:
                 return {}
             model.load_state_dict(resume["model"])
-            gen.set_state(resume["rng"]["augment"])
+            _set_generator_state(gen, resume["rng"]["augment"],
+                                 _rank_seed(self._seed, number, resume["epoch"], 1))
             shuffle_gen.set_state(resume["rng"]["shuffle"])
             by_rank = resume["rng"].get("torch_by_rank")
             if dist.rank() == 0 or by_rank is None:
@@ -627,25 +627,33 @@ class TSimCNE:
         return Y
 
     def _check_memory(self, model, device) -> int | None:
-        """The estimated memory of a training step (CPU); a ValueError when it cannot fit.
+        """The estimated memory of a training step; a ValueError when it cannot fit.
 
-        Refuses a batch whose step alone (estimated, see ``simcne.train.step_memory``)
-        exceeds the memory available to the process, instead of letting the OOM killer end
-        the run later. ``SIMCNE_MEMORY_CHECK=0`` turns the refusal off.
+        Refuses a batch whose step alone (estimated, see ``simcne.train.step_memory``, under
+        the run's precision) exceeds the memory available to the process (CPU) or free on
+        the GPU, instead of letting the OOM killer or CUDA's out-of-memory error end the run
+        later. The estimate then decides whether the store's images go on the GPU beside
+        the step (:func:`_place`). ``SIMCNE_MEMORY_CHECK=0`` turns the refusal off.
         """
         from ._heap import available_memory
 
         try:
-            need = step_memory(model, (self.in_channels_, *self.image_size_), self._batch_size)
+            need = step_memory(model, (self.in_channels_, *self.image_size_), self._batch_size,
+                               autocast=autocast_for(device, self.precision))
         except Exception:  # noqa: BLE001  a model the probe cannot run: no estimate
             return None
-        avail = available_memory()
+        if device.type == "cpu":
+            avail, where = available_memory(), "this machine's memory"
+        elif device.type == "cuda":
+            avail, where = gpu_free_memory(device), f"the memory of GPU {device}"
+        else:
+            return need
         if (avail is not None and need > avail
                 and os.environ.get("SIMCNE_MEMORY_CHECK", "1") != "0"):
             fits = max(1, int(self._batch_size * avail / need))
             raise ValueError(
-                f"The 'batch_size' parameter of TSimCNE is too large for this machine's "
-                f"memory: a training step at batch_size={self._batch_size} with images of "
+                f"The 'batch_size' parameter of TSimCNE is too large for {where}: a "
+                f"training step at batch_size={self._batch_size} with images of "
                 f"{self.image_size_[0]}x{self.image_size_[1]} needs about {need / 1e9:.1f} GB, "
                 f"but only {avail / 1e9:.1f} GB are available. Pass a smaller batch_size "
                 f"(about {fits} would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this "
@@ -808,12 +816,30 @@ def _pack(out, labels, return_labels, return_backbone_feat):
     return result[0] if len(result) == 1 else tuple(result)
 
 
-def _place(store, device: torch.device):
-    """Put the store on the GPU when it fits in half of the free memory; else leave it."""
+def _place(store, device: torch.device, step_bytes: int | None = None):
+    """Put the store on the GPU when it fits beside the training step (or, without its
+    estimate, in half of the free memory: see :func:`simcne.devices.store_fits`); else
+    leave it where it is (batches then go to the GPU through pinned host memory)."""
     if device.type != "cuda" or store.device == device:
         return store
-    free, _ = torch.cuda.mem_get_info(device)
-    return store.to(device) if store.nbytes < free // 2 else store
+    fits = store_fits(store.nbytes, gpu_free_memory(device), step_bytes)
+    return store.to(device) if fits else store
+
+
+def _set_generator_state(gen: torch.Generator, state: torch.Tensor, seed: int) -> None:
+    """Give ``gen`` a checkpoint's state; one from another device type (a CPU generator's
+    state is 5,056 bytes, a CUDA one's 16) cannot be carried over, so ``gen`` is seeded
+    with ``seed`` instead and a warning says that the run differs from an uninterrupted
+    one from here on."""
+    if state.numel() == gen.get_state().numel():
+        gen.set_state(state)
+        return
+    gen.manual_seed(seed)
+    warnings.warn(
+        f"The checkpoint was written by a run on another device type than this one "
+        f"({gen.device.type}): its random augmentations go on from a new seed, so the result "
+        "differs from an uninterrupted run's (as much as two seeds' results differ).",
+        stacklevel=2)
 
 
 def _size_hint(X, image_size) -> dict:

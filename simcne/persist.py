@@ -191,6 +191,7 @@ def load(cls, path, device="auto", **params):
     """Rebuild a fitted estimator of class ``cls`` from ``path`` (see :meth:`TSimCNE.load`)."""
     import copy
 
+    from .devices import resolve_device
     from .models import make_model, replace_last_linear
 
     state = read_model_file(path)
@@ -228,9 +229,7 @@ def load(cls, path, device="auto", **params):
             f"The weights in {os.fspath(path)!r} do not fit the network built from its "
             f"parameters{' and the modules passed to load' if params else ''}: "
             f"{' '.join(line.strip() for line in first[:3])}") from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

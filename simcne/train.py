@@ -16,6 +16,7 @@ from torch import nn
 
 from . import dist
 from ._heap import reuse_fits, reuse_freed_memory
+from .devices import cudnn_autotune, embed_batch_size
 
 PREFIX = "[simcne]"
 
@@ -59,11 +60,13 @@ class TrainingDiverged(FloatingPointError, ValueError):
         self.restored = False
 
 
-def _all_finite(params) -> bool:
-    """Whether every parameter is finite (one host sync for all of them)."""
-    if not params:
-        return True
-    return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+def _loss_and_finite(total: torch.Tensor, steps: int, params) -> tuple[float, bool]:
+    """The epoch's mean loss (over processes) and whether every parameter is finite, read
+    from the device together: the epoch's one host sync."""
+    finite = (torch.stack([torch.isfinite(p).all() for p in params]).all() if params
+              else torch.ones((), dtype=torch.bool, device=total.device))
+    loss, ok = torch.stack([dist.mean(total), finite.to(total.dtype)]).tolist()
+    return loss / steps, bool(ok)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -130,14 +133,15 @@ def autocast_for(device: torch.device, precision: str = "auto"):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def step_memory(model: nn.Module, view_shape, batch_size: int) -> int:
+def step_memory(model: nn.Module, view_shape, batch_size: int, autocast=None) -> int:
     """Estimated working memory of one training step, bytes, from two small probes.
 
     Counts the tensors autograd keeps for the backward pass (each storage once) in forward
     passes of 2 and of 4 zero images of ``view_shape`` (C, H, W), in eval mode so that no
     statistics change and no random number is drawn; the difference is the cost of one
     view, scaled to the step's ``2 * batch_size`` views, plus the views themselves and
-    the parameters' gradients and optimiser state. (resnet_small at 32x32, batch 512: 1.4
+    the parameters' gradients and optimiser state. The probes run under ``autocast`` (the
+    training's, see :func:`autocast_for`), so bf16 activations count at their size. (resnet_small at 32x32, batch 512: 1.4
     GB estimated; glibc's default allocation peaked at 1.75 GB in the step.)
     """
     saved: dict = {}
@@ -158,7 +162,7 @@ def step_memory(model: nn.Module, view_shape, batch_size: int) -> int:
         model.eval()
         try:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                with torch.enable_grad():
+                with torch.enable_grad(), (autocast or contextlib.nullcontext()):
                     model(x)
         finally:
             for m, training in modes:
@@ -172,12 +176,26 @@ def step_memory(model: nn.Module, view_shape, batch_size: int) -> int:
     return int(views * (per_view + 2 * view_bytes) + 3 * params)
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) in channels-last memory, with the canonical strides (HWC, 1, WC, C).
+
+    torch counts a tensor with a dimension of size 1 as channels-last whatever that
+    dimension's stride is, but oneDNN picks its kernel by the strides: the same grayscale
+    batch from a list of PIL images (strides (64, 64, 8, 1)) and from an array ((64, 1, 8,
+    1)) took two kernels, and under bf16 their coordinates differed by 0.8. No copy is made
+    when ``x`` is channels-last already.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, c, h, w = x.shape
+    return x.as_strided(x.shape, (c * h * w, 1, w * c, c))
+
+
 def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> torch.Tensor:
     """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss."""
     views = torch.cat([augment(x), augment(x)])
     # channels_last: tensor cores on CUDA; on CPU oneDNN's convolutions run faster on it too
     # (resnet_small 1.56x, resnet18 1.23x on the 2-core test machine; see BENCHMARKS.md)
-    views = views.contiguous(memory_format=torch.channels_last)
+    views = channels_last(views)
     with autocast:
         z, _ = model(views)
     loss = loss_fn(z)
@@ -259,14 +277,16 @@ def train_stage(
         reuse, why = reuse_fits(step_bytes)
         if verbose and not reuse:
             print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
-    with reuse_freed_memory(reuse), dist.global_batchnorm(model, device):
+    with reuse_freed_memory(reuse), cudnn_autotune(device), \
+            dist.global_batchnorm(model, device):
         net = dist.data_parallel(model, device)  # the model itself in one process
         forward = torch.compile(net) if compile else net
         try:
             for epoch in range(start_epoch, stage.epochs):
                 order = torch.randperm(n, generator=generator)
-                if store.device == device:
-                    order = order.to(device, non_blocking=True)
+                if store.device == device and device.type == "cuda":
+                    # the epoch's order on the GPU, copied from pinned memory without a sync
+                    order = order.pin_memory().to(device, non_blocking=True)
                 total = torch.zeros((), device=device)
                 # this process's share of each (global) batch
                 chunks = (order[i * batch_size + r * share : i * batch_size + (r + 1) * share]
@@ -276,8 +296,8 @@ def train_stage(
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
                     x = x.float().div_(255)
                     total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
-                loss_value = float(dist.mean(total)) / steps  # one host sync per epoch
-                if not math.isfinite(loss_value) or not _all_finite(params):
+                loss_value, finite = _loss_and_finite(total, steps, params)
+                if not math.isfinite(loss_value) or not finite:
                     _diverged(stage, epoch, steps, loss_value)
                 if history is not None:
                     history.append((stage.number, epoch + 1, loss_value))
@@ -428,11 +448,13 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
 
     ``rows`` (a range, default all) picks consecutive images, e.g. one process's share.
 
-    Streams: batches of ``batch_size`` images (default 4096 on CUDA; 64 elsewhere, where
+    Streams: batches of ``batch_size`` images (default on CUDA about 4 million pixels, 4,096
+    images of 32x32, see :func:`simcne.devices.embed_batch_size`; 64 elsewhere, where
     larger batches are no faster but cost memory: 32x32 images through resnet_small on the
     2-core test machine, about 3,400 images/s at 64 and 3,000 at 256 with freed memory kept
     for reuse as here, 1,100-1,500 at 256 without; ResNet18 271 at 64 and 237 at 256) go
-    through the model in eval mode without autograd (channels_last; bf16 on CUDA), and each
+    through the model in eval mode without autograd (channels_last; the backbone under
+    ``precision``'s autocast, the head in fp32), and each
     batch's outputs go into one preallocated (n, out_dim) array (from CUDA without waiting
     for the device at every batch). Backbone features are kept only when asked for.
     """
@@ -448,7 +470,7 @@ def _embed(model, store, *, image_size, device, batch_size, backbone_features, r
     autocast = autocast_for(device, precision)
     n, first = len(rows), rows.start
     if batch_size is None:
-        batch_size = 4096 if device.type == "cuda" else 64
+        batch_size = embed_batch_size(device, image_size or store.image_size)
     zs, hs = _Rows(n), _Rows(n)
     chunks = (np.arange(first + s, first + min(n, s + batch_size))
               for s in range(0, n, batch_size))
@@ -456,7 +478,7 @@ def _embed(model, store, *, image_size, device, batch_size, backbone_features, r
         x = x.float().div_(255)
         if resize is not None:
             x = resize(x, image_size)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last(x)
         with autocast:
             z, h = model(x)
         if backbone_features and h is None:

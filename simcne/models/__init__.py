@@ -83,8 +83,18 @@ def as_features(out, name: str = "backbone module") -> torch.Tensor:
     )
 
 
+def full_precision(t: torch.Tensor):
+    """A block where autocast is off on ``t``'s device: what runs in it runs in fp32."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 class SimCNEModel(nn.Module):
-    """backbone -> projection head; ``forward`` returns ``(z, h)``: head output and features."""
+    """backbone -> projection head; ``forward`` returns ``(z, h)``: head output and features.
+
+    Under bf16 autocast only the backbone runs in bf16: the head takes the features as fp32
+    and runs outside autocast, so z (the map's coordinates) has fp32 resolution rather than
+    bf16's 8 significant bits (a few hundred distinct values per axis).
+    """
 
     def __init__(self, backbone: nn.Module, projection_head: nn.Module):
         super().__init__()
@@ -93,7 +103,19 @@ class SimCNEModel(nn.Module):
 
     def forward(self, x: torch.Tensor):
         h = as_features(self.backbone(x))
-        return self.projection_head(h), h
+        if h.dtype in (torch.bfloat16, torch.float16):
+            h = h.float()
+        with full_precision(h):
+            return self.projection_head(h), h
+
+
+class OutputLinear(nn.Linear):
+    """The fresh ``out_dim`` layer of stage 2: an ``nn.Linear`` that runs in fp32 outside
+    autocast, so that a user's whole ``model`` under bf16 still gives fp32 coordinates."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with full_precision(x):
+            return super().forward(x.to(self.weight.dtype))
 
 
 class WrappedModel(nn.Module):
@@ -313,7 +335,7 @@ def replace_last_linear(model: nn.Module, out_dim: int, generator=None,
     """Swap the head's last Linear for a fresh Linear(in -> out_dim), weights N(0, std^2), bias 0."""
     root = model.projection_head if isinstance(model, SimCNEModel) else model
     parent, name, old = last_linear(root)
-    new = nn.Linear(old.in_features, out_dim, bias=old.bias is not None)
+    new = OutputLinear(old.in_features, out_dim, bias=old.bias is not None)
     with torch.no_grad():
         w = torch.randn(new.weight.shape, generator=generator)
         if std != 1.0:
@@ -339,11 +361,13 @@ def set_trainable(model: nn.Module, only: nn.Module | None = None) -> int:
 __all__ = [
     "BACKBONES",
     "HEADS",
+    "OutputLinear",
     "SimCNEModel",
     "WrappedModel",
     "as_features",
     "backbone_out_features",
     "check_model",
+    "full_precision",
     "last_linear",
     "linear_head",
     "make_backbone",
