@@ -132,7 +132,8 @@ class TSimCNE:
         Seed for initialisation, shuffling and augmentation. The same seed gives the same
         embedding on CPU.
     device : "auto", str or torch.device, default="auto"
-        "auto" is CUDA when available, else CPU.
+        "auto" is CUDA when available, else CPU. "auto" and "cuda" become
+        ``cuda:<the current device>`` (under torchrun ``cuda:LOCAL_RANK``).
     compile : bool, default=False
         Wrap the network in ``torch.compile`` for training. On CPU its backend builds C++
         kernels: without a C++ compiler ($CXX or g++) ``fit`` raises a ValueError before
@@ -143,7 +144,10 @@ class TSimCNE:
         autocast on CUDA and on CPUs with native bf16 instructions (AVX512-BF16 or AMX-BF16,
         detected by :func:`simcne.train.cpu_has_native_bf16`), fp32 elsewhere; "bf16" is
         bf16 autocast on any device (emulated, and much slower than fp32, on CPUs without
-        native bf16); "fp32" never autocasts. The loss is always computed in fp32.
+        native bf16); "fp32" never autocasts. Autocast covers the backbone only: the
+        projection head, the loss and the coordinates are fp32. Under "fp32" on CUDA,
+        torch's TF32 settings apply as they are (by default convolutions use TF32 and
+        matrix products do not; ``torch.backends.cudnn.allow_tf32 = False`` for full fp32).
     checkpoint : str, path or None, default=None
         A file to keep the run in while it trains: written atomically every
         ``checkpoint_every`` epochs and at the end of each stage, removed when ``fit``
