@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pil_reference  # noqa: E402
 from simcne._heap import reuse_freed_memory  # noqa: E402
 from simcne.augment import Augment  # noqa: E402
+from simcne.devices import resolve_device  # noqa: E402
 from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
@@ -249,7 +250,7 @@ def main(argv=None):
                    help="simcne's precision (TSimCNE(precision=...)); the reference is fp32")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     a = p.parse_args(argv)
-    device = torch.device(a.device)
+    device = resolve_device(a.device)  # "cuda" -> "cuda:0", as the store reports it
     cuda = device.type == "cuda"
     torch.set_num_threads(a.threads)
     nb = len(a.backbones)
