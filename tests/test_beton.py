@@ -10,6 +10,7 @@ import torch
 from simcne.data import beton
 from simcne.cli import main as simcne_main
 from simcne.data.beton import BetonImages, read_beton, write_beton
+from simcne.data.common import cover_array
 
 DATA = Path(__file__).parent / "data"
 TURBO = beton.get_jpeg_decoder("auto")[1] == "turbojpeg"
@@ -104,7 +105,7 @@ def test_ffcv_variable_size_fixture_needs_image_size():
     assert store.images.shape == (4, 12, 12, 3) and (store.labels == np.arange(4)).all()
     tol = 0 if TURBO else 6
     for i in range(4):
-        want = beton._resize(expected[f"arr_{i}"], (12, 12)).astype(int)  # Pillow bilinear
+        want = cover_array(expected[f"arr_{i}"], (12, 12)).astype(int)  # cover, crop
         assert np.abs(store.images[i].astype(int) - want).max() <= tol
     assert np.abs(store.images[2].astype(int) - expected["arr_2"]).max() <= tol  # 12x12 as is
 
@@ -399,5 +400,5 @@ def test_raw_images_of_mixed_sizes(tmp_path):
         read_beton(path)
     store = read_beton(path, image_size=(8, 8), in_memory=False)
     for i, img in enumerate(imgs):
-        assert (store.images[i] == beton._resize(img, (8, 8))).all()
+        assert (store.images[i] == cover_array(img, (8, 8))).all()
     assert (store.images[1] == imgs[1]).all()  # already 8x8: untouched

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import torch
 
-from .arrays import check_labels, from_array, from_items, to_uint8
+from .arrays import from_array, from_items, to_uint8
+from .common import check_labels
 from .store import ImageStore
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .common import check_labels
 from .store import ImageStore
 
 _CHANNELS = (1, 3)
+_CHUNK_BYTES = 64 << 20
 
 
 def _describe(x) -> str:
@@ -99,20 +101,6 @@ def from_array(x, labels=None, name: str = "X") -> ImageStore:
     return ImageStore(images, check_labels(labels, len(images), name), layout)
 
 
-def check_labels(labels, n: int, name: str = "X"):
-    if labels is None:
-        return None
-    if isinstance(labels, torch.Tensor):
-        labels = labels.cpu().numpy()
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise ValueError(
-            f"The labels (y) must have one entry per image of {name} ({n}). "
-            f"Got shape {labels.shape} instead."
-        )
-    return labels
-
-
 def image_to_array(img, where: str = "image") -> np.ndarray:
     """One image (PIL image, HxW, HxWxC, CxHxW array or tensor) -> uint8 (C, H, W)."""
     if hasattr(img, "getbands") and hasattr(img, "convert"):  # PIL image
@@ -180,3 +168,38 @@ def from_items(items, name: str = "X") -> ImageStore:
     class_names = getattr(items, "classes", None)
     class_names = list(class_names) if class_names is not None else None
     return ImageStore(images, y, "NCHW", class_names)
+
+
+def check_rank(shape, where: str) -> None:
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            f"The images in {where} have the wrong rank: expected a 3-D (N, H, W) or 4-D "
+            f"(N, H, W, C) / (N, C, H, W) array, got shape {tuple(shape)}."
+        )
+
+
+def array_store(x, where: str, labels=None) -> ImageStore:
+    """An ImageStore from an array that may be memory-mapped, reading the file only once.
+
+    uint8 arrays stay as they are (a memory map stays a memory map: nothing is read now);
+    other dtypes are converted to uint8 in chunks of about 64 MiB, each chunk validated
+    by :func:`to_uint8` (integers 0-255, or finite floats in [0, 1]).
+    """
+    check_rank(x.shape, where)
+    if x.dtype.kind in "OUSV" or x.dtype.names:
+        raise ValueError(
+            f"The images in {where} must be numbers: expected a uint8 or float array, "
+            f"got dtype {x.dtype}."
+        )
+    if x.dtype != np.uint8:
+        out = np.empty(x.shape, np.uint8)
+        step = max(1, _CHUNK_BYTES // max(1, x[:1].nbytes))
+        for i in range(0, len(x), step):
+            out[i : i + step] = to_uint8(np.asarray(x[i : i + step]), name=where)
+        x = out
+    elif isinstance(x, np.memmap) and x.ndim == 3:
+        x = x[:, None]  # a view that is still an np.memmap, (N, 1, H, W)
+    store = from_array(x, name=where)
+    if labels is not None:
+        store.labels = check_labels(labels, len(store), where)
+    return store

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import _layout
+from .common import check_image_size, cover_array
 from .store import ImageStore
 
 VERSION = 2
@@ -274,17 +275,6 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _POOLS[threads]
 
 
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(h, w, c) uint8 -> (H, W, c): Pillow's bilinear filter, antialiased when shrinking."""
-    from PIL import Image
-
-    if img.shape[:2] == tuple(size):
-        return img
-    im = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
-    out = np.asarray(im.resize((size[1], size[0]), Image.Resampling.BILINEAR))
-    return out.reshape(size[0], size[1], img.shape[2])
-
-
 class BetonImages:
     """The images of one ``.beton`` field as a lazy uint8 array of shape (N, ...).
 
@@ -299,8 +289,8 @@ class BetonImages:
     field : str
         An ``RGBImageField`` (gives (N, H, W, 3)) or an image-shaped ``NDArrayField``.
     image_size : (int, int), optional
-        Resize every image to (H, W) (Pillow bilinear, antialiased); needed when the images
-        differ in size.
+        Bring every image of another size to (H, W) (:func:`simcne.data.common.cover`:
+        scaled to cover it, the centre cropped); needed when the images differ in size.
     jpeg_decoder : {"auto", "turbojpeg", "pillow"}, default="auto"
     cache : bool, default=False
         Keep decoded images in memory (for JPEG or resized images read more than once).
@@ -356,8 +346,8 @@ class BetonImages:
             shown = ", ".join(f"{h}x{w}" for h, w in sizes[:5]) + (" ..." if len(sizes) > 5 else "")
             raise ValueError(
                 f"The images of {self.path!r} (field {field!r}) differ in size ({len(sizes)} "
-                f"sizes, HxW: {shown}). Pass image_size=(H, W) to resize them all (bilinear, "
-                "antialiased, aspect ratio not kept).")
+                f"sizes, HxW: {shown}). Pass image_size=(H, W) to bring them all to one size "
+                "(scaled to cover it, the centre cropped).")
         else:
             self._out_hw = tuple(int(s) for s in sizes[0]) if n else (0, 0)
         self._is_array = sample_shape is not None
@@ -444,7 +434,7 @@ class BetonImages:
                 self._decode(blob, img)
             except ValueError as e:
                 raise ValueError(f"Cannot decode image {i} of {self.path!r}: {e}.") from None
-        return _resize(img, self._out_hw)
+        return cover_array(img, self._out_hw)
 
 
 def _is_image_array(f: BetonField) -> bool:
@@ -493,8 +483,9 @@ def read_beton(path, image_field=None, label_field=None, *, image_size=None, in_
         The field holding the labels: an ``IntField`` (preferred) or a ``FloatField``. Found
         automatically like ``image_field``; no labels when there is none.
     image_size : (int, int), optional
-        Resize every image to (H, W) with Pillow's bilinear filter (antialiased when
-        shrinking; the aspect ratio is not kept). Required when the images differ in size;
+        Bring every image of another size to (H, W) as an image folder does
+        (:func:`simcne.data.common.cover`: scaled, keeping the aspect ratio, to cover it,
+        the centre cropped). Required when the images differ in size;
         when they all share one size the estimator resizes on its own, so leave it unset.
     in_memory : bool, optional
         True: decode or copy all images at load time into one numpy array. False: always
@@ -535,8 +526,6 @@ def read_beton(path, image_field=None, label_field=None, *, image_size=None, in_
     floats = [f for f in beton.fields if f.kind == "FloatField"]
     label = _pick(beton, label_field, [ints, floats], _LABEL_NAMES, "label_field", "a label")
     if image_size is None and mixed_size is not None and image.kind == "RGBImageField":
-        from .folder import check_image_size
-
         col = beton.column(image.name)
         if len(np.unique(np.stack([col["height"], col["width"]], 1), axis=0)) > 1:
             image_size = check_image_size(mixed_size)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import as_labels
-from .idx import check_split
+from .common import check_labels, check_split
 from .store import ImageStore
 
 _CIFAR10 = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -245,7 +244,7 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
                     f"uint8 array, got {data.dtype} of shape {data.shape}."
                 )
             images.append(data.reshape(-1, 3, 32, 32))
-            labels.append(as_labels(batch.get(label_key), len(data), f"{where} batch {n!r}"))
+            labels.append(check_labels(batch.get(label_key), len(data), f"{where} batch {n!r}"))
             names_in = [_text(f) for f in batch.get("filenames", [])]
             paths += names_in if len(names_in) == len(data) else [f"{n}/{i}" for i in range(len(data))]
             counts[s] += len(data)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import check_split, read_idx_folder
+from .common import check_split
+from .idx import read_idx_folder
 from .store import ImageStore
 
 DATASETS = ("digits", "fashion-mnist")

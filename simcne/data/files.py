@@ -9,17 +9,19 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .arrays import from_array, to_uint8
+from . import cifar, idx
+from .arrays import array_store
 from .store import ImageStore
 
 NPZ_IMAGE_KEYS = ("images", "x", "X", "data")
 NPZ_LABEL_KEYS = ("labels", "y", "targets")
 NPZ_CLASS_KEYS = ("class_names", "classes")
-_CHUNK_BYTES = 64 << 20
 
 
 def read_path(
@@ -92,10 +94,9 @@ def read_path(
     ValueError
         If the file type is unknown, a file is corrupt, or fewer than 2 images are read.
     """
-    from . import cifar, idx
-
     p = Path(path)
-    folder_only = dict(image_size=image_size, skip_corrupt=skip_corrupt, workers=workers)
+    given = dict(image_size=image_size, skip_corrupt=skip_corrupt, split=split,
+                 label_type=label_type, workers=workers, **options)
     if not p.exists():
         from .datasets import DATASETS, load_dataset, resolve_name
 
@@ -105,72 +106,82 @@ def read_path(
                 f"The path {os.fspath(path)!r} does not exist: expected an existing file or "
                 f"folder, or a built-in dataset name ({', '.join(DATASETS)})."
             )
-        _no_options(p, **folder_only, label_type=label_type)
+        _check_options(p, given, ("split",), more=True)
         return _at_least_two(load_dataset(name, split=split, **options), p)
-
-    kind = _kind(p)
-    if kind == "beton":
-        from .beton import read_beton
-
-        if image_size is not None:
-            options["image_size"] = image_size
-        elif mixed_size is not None:
-            options["mixed_size"] = mixed_size
-        _no_options(p, skip_corrupt=skip_corrupt, split=split, label_type=label_type)
-        store = read_beton(p, **options)
-    elif kind == "folder":
-        from .folder import read_folder
-
-        _no_options(p, split=split, label_type=label_type, **options)
-        store = read_folder(p, image_size=image_size, skip_corrupt=skip_corrupt, workers=workers,
-                            mixed_size=mixed_size)
-    elif kind == "cifar":
-        _no_options(p, **folder_only, **options)
-        store = cifar.read_cifar(p, split=split, label_type=label_type)
-    else:
-        _no_options(p, **folder_only, label_type=label_type, **options)
-        if kind == "idx-folder":
-            store = idx.read_idx_folder(p, split=split)
-        else:
-            _no_options(p, split=split)
-            store = {"npy": read_npy, "npz": read_npz, "idx": idx.read_idx}[kind](p)
-    return _at_least_two(store, p)
+    reader = find_reader(p)
+    kwargs = _check_options(p, given, reader.options, reader.more)
+    if "mixed_size" in reader.options and mixed_size is not None and image_size is None:
+        kwargs["mixed_size"] = mixed_size  # formats whose images share one size ignore it
+    return _at_least_two(reader.read(p, **kwargs), p)
 
 
-def _kind(p: Path) -> str:
-    """The reader for an existing path, by suffix first and then by content."""
-    from . import cifar, idx
+@dataclass(frozen=True)
+class Reader:
+    """One input format: how a path is recognised, how it is read, which options it takes.
 
-    if p.is_dir():
-        if cifar.is_cifar_folder(p):
-            return "cifar"
-        if idx.find_idx_images(p):
-            return "idx-folder"
-        return "folder"
-    name = p.name.lower()
-    if name.endswith(".beton"):
-        return "beton"
-    if name.endswith(".npy"):
-        return "npy"
-    if name.endswith(".npz"):
-        return "npz"
-    if idx.is_idx_name(name):
-        return "idx"
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        if cifar.is_cifar_tar(p):
-            return "cifar"
+    ``by_name(p)`` recognises it from the path (suffix, folder contents), ``by_content(p,
+    head)`` from a file's first bytes; ``options`` are the reader options of
+    :func:`read_path` it takes, and ``more`` says whether it takes further keywords of its
+    own (passed on to it). ``read(p, **options)`` returns an :class:`ImageStore`.
+    """
+
+    kind: str
+    read: Callable[..., ImageStore]
+    options: tuple[str, ...] = ()
+    more: bool = False
+    by_name: Callable[[Path], bool] = lambda p: False
+    by_content: Callable[[Path, bytes], bool] = lambda p, head: False
+
+
+def _lazy(module: str, function: str) -> Callable[..., ImageStore]:
+    """A reader whose module (and its imports: Pillow, ctypes) loads when it first reads."""
+    def read(p, **kw):
+        import importlib
+
+        return getattr(importlib.import_module(f".{module}", __package__), function)(p, **kw)
+    return read
+
+
+def _is_tar(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith((".tar.gz", ".tgz", ".tar"))
+
+
+#: Every format of a path, in the order they are tried: first by name, then by content.
+READERS: tuple[Reader, ...] = (
+    Reader("cifar", cifar.read_cifar, ("split", "label_type"),
+           by_name=lambda p: (p.is_dir() and cifar.is_cifar_folder(p))
+           or (_is_tar(p) and cifar.is_cifar_tar(p))),
+    Reader("idx-folder", idx.read_idx_folder, ("split",),
+           by_name=lambda p: p.is_dir() and bool(idx.find_idx_images(p))),
+    Reader("folder", _lazy("folder", "read_folder"),
+           ("image_size", "skip_corrupt", "workers", "mixed_size"), by_name=Path.is_dir),
+    Reader("beton", _lazy("beton", "read_beton"), ("image_size", "mixed_size"), more=True,
+           by_name=lambda p: p.name.lower().endswith(".beton")),
+    Reader("npy", lambda p: read_npy(p), by_name=lambda p: p.name.lower().endswith(".npy"),
+           by_content=lambda p, head: head.startswith(b"\x93NUMPY")),
+    Reader("npz", lambda p: read_npz(p), by_name=lambda p: p.name.lower().endswith(".npz"),
+           by_content=lambda p, head: head.startswith(b"PK\x03\x04")),
+    Reader("idx", idx.read_idx, by_name=lambda p: idx.is_idx_name(p.name.lower()),
+           by_content=lambda p, head: idx.is_idx_magic(head[:4])
+           or (head.startswith(b"\x1f\x8b") and idx.is_idx_gz(p))),
+)
+
+
+def find_reader(p: Path) -> Reader:
+    """The reader of an existing path: by name first, then by a file's first bytes."""
+    for reader in READERS:
+        if reader.by_name(p):
+            return reader
+    if _is_tar(p):
         raise ValueError(
             f"The file {os.fspath(p)!r} is a tar archive without CIFAR batches: expected "
             "cifar-10-python.tar.gz or cifar-100-python.tar.gz (extract other archives first)."
         )
     with open(p, "rb") as f:
         head = f.read(6)
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if head.startswith(b"PK\x03\x04"):
-        return "npz"
-    if idx.is_idx_magic(head[:4]) or (head.startswith(b"\x1f\x8b") and idx.is_idx_gz(p)):
-        return "idx"
+    for reader in READERS:
+        if reader.by_content(p, head):
+            return reader
     raise ValueError(
         f"The file {os.fspath(p)!r} has an unknown type: expected a folder of images, .npy, "
         ".npz, IDX (*-idx3-ubyte[.gz]), a CIFAR python batch folder or .tar.gz, or .beton; "
@@ -178,18 +189,24 @@ def _kind(p: Path) -> str:
     )
 
 
-def _no_options(p: Path, **given) -> None:
-    """Refuse reader options that the format of ``p`` does not use, rather than ignore them."""
-    defaults = dict(
-        image_size=None, skip_corrupt=False, split=None, label_type="fine", workers=None
-    )
+#: the reader options of :func:`read_path` and their defaults (meaning "not given")
+_DEFAULTS = dict(image_size=None, skip_corrupt=False, split=None, label_type="fine",
+                 workers=None)
+
+
+def _check_options(p: Path, given: dict, takes, more: bool = False) -> dict:
+    """The options to pass to the reader of ``p``; one it does not take is refused (when
+    given other than its default) rather than ignored."""
+    out = {}
     for key, value in given.items():
-        if key in defaults and value == defaults[key]:
-            continue
-        raise ValueError(
-            f"The {key!r} parameter does not apply to {os.fspath(p)!r}: expected it only for "
-            f"formats that use it, got {key}={value!r}."
-        )
+        if key in takes or (more and key not in _DEFAULTS):
+            out[key] = value
+        elif key not in _DEFAULTS or value != _DEFAULTS[key]:
+            raise ValueError(
+                f"The {key!r} parameter does not apply to {os.fspath(p)!r}: expected it only "
+                f"for formats that use it, got {key}={value!r}."
+            )
+    return out
 
 
 def _at_least_two(store: ImageStore, p: Path) -> ImageStore:
@@ -199,58 +216,6 @@ def _at_least_two(store: ImageStore, p: Path) -> ImageStore:
             "since t-SimCNE contrasts each image with the others as negatives."
         )
     store.meta.setdefault("source", os.fspath(p))
-    return store
-
-
-def check_rank(shape, where: str) -> None:
-    if len(shape) not in (3, 4):
-        raise ValueError(
-            f"The images in {where} have the wrong rank: expected a 3-D (N, H, W) or 4-D "
-            f"(N, H, W, C) / (N, C, H, W) array, got shape {tuple(shape)}."
-        )
-
-
-def as_labels(y, n: int, where: str) -> np.ndarray:
-    """Labels as int64 (n,), with an error naming ``where`` when the length or type is wrong."""
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(
-            f"The labels in {where} have the wrong length: expected shape ({n},), one per "
-            f"image, got shape {y.shape}."
-        )
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
-            raise ValueError(
-                f"The labels in {where} must be integers: expected an integer array, "
-                f"got dtype {y.dtype}."
-            )
-    return y.astype(np.int64)
-
-
-def array_store(x, where: str, labels=None) -> ImageStore:
-    """An ImageStore from an array that may be memory-mapped, reading the file only once.
-
-    uint8 arrays stay as they are (a memory map stays a memory map: nothing is read now);
-    other dtypes are converted to uint8 in chunks of about 64 MiB, each chunk validated
-    by :func:`~simcne.data.arrays.to_uint8` (integers 0-255, or finite floats in [0, 1]).
-    """
-    check_rank(x.shape, where)
-    if x.dtype.kind in "OUSV" or x.dtype.names:
-        raise ValueError(
-            f"The images in {where} must be numbers: expected a uint8 or float array, "
-            f"got dtype {x.dtype}."
-        )
-    if x.dtype != np.uint8:
-        out = np.empty(x.shape, np.uint8)
-        step = max(1, _CHUNK_BYTES // max(1, x[:1].nbytes))
-        for i in range(0, len(x), step):
-            out[i : i + step] = to_uint8(np.asarray(x[i : i + step]), name=where)
-        x = out
-    elif isinstance(x, np.memmap) and x.ndim == 3:
-        x = x[:, None]  # a view that is still an np.memmap, (N, 1, H, W)
-    store = from_array(x, name=where)
-    if labels is not None:
-        store.labels = as_labels(labels, len(store), where)
     return store
 
 

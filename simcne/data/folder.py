@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import check_image_size, cover
 from .store import ImageStore
 
 IMAGE_SUFFIXES = (
@@ -65,23 +66,6 @@ def list_images(folder) -> tuple[list[Path], np.ndarray | None, list[str] | None
     return top, None, None
 
 
-def check_image_size(image_size) -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else image_size
-    try:
-        h, w = (int(s) for s in size)
-        ok = all(isinstance(s, (int, np.integer)) and s > 0 for s in size)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            "The 'image_size' parameter must be a positive int or a pair of positive ints "
-            f"(H, W): expected e.g. 32 or (32, 32), got {image_size!r}."
-        )
-    return h, w
-
-
 def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """One file -> uint8 (H, W) for grayscale or (H, W, 3) for colour."""
     from PIL import Image, ImageOps
@@ -113,22 +97,11 @@ def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
             arr = np.asarray(img).astype(np.float32)
             img = Image.fromarray(np.rint(np.clip(arr, 0, 65535) / 257).astype(np.uint8))
         if size is not None and img.size != (size[1], size[0]):
-            img = _fit(img, size)
+            img = cover(img, size)
         if img.mode in ("LA", "RGBA"):  # composite on black: premultiply, drop alpha
             arr = np.asarray(img.convert("La" if img.mode == "LA" else "RGBa"))
             return np.ascontiguousarray(arr[..., 0] if img.mode == "LA" else arr[..., :3])
         return np.asarray(img)
-
-
-def _fit(img, size: tuple[int, int]):
-    """Scale so the image covers (H, W), then crop the centre: one bicubic, antialiased resize."""
-    from PIL import Image
-
-    (H, W), (w, h) = size, img.size
-    s = max(W / w, H / h)
-    cw, ch = W / s, H / s
-    box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-    return img.resize((W, H), Image.Resampling.BICUBIC, box=box)
 
 
 def _try_decode(path, size):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import array_store, as_labels
+from .arrays import array_store
+from .common import check_labels, check_split
 from .store import ImageStore
 
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -128,7 +129,7 @@ def read_idx(path) -> ImageStore:
         where = repr(os.fspath(lab))
         if y.ndim != 1:
             raise ValueError(f"The labels file {where} must be 1-D: expected (N,), got {y.shape}.")
-        y = as_labels(y, len(x), f"{where} (for {os.fspath(p)!r})")
+        y = check_labels(y, len(x), f"{where} (for {os.fspath(p)!r})")
     if x.ndim == 3 and isinstance(x, np.memmap):
         x = x[:, None]
     store = array_store(x, repr(os.fspath(p)), y)
@@ -151,16 +152,6 @@ def find_idx_images(folder) -> dict[str, Path]:
             if name.startswith(prefixes):
                 found.setdefault(split, q)
     return found
-
-
-def check_split(split, where: str) -> str:
-    split = "all" if split is None else split
-    if split not in ("train", "test", "all"):
-        raise ValueError(
-            f"The 'split' parameter for {where} must be 'train', 'test' or 'all', "
-            f"got {split!r}."
-        )
-    return split
 
 
 def read_idx_folder(folder, split: str | None = None) -> ImageStore:
