@@ -146,10 +146,6 @@ def check_settings(settings, param: str = "data_transform") -> dict:
     return out
 
 
-_JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-_IDENTITY = (1.0, 1.0, 1.0, 0.0)
-
-
 @dataclass
 class Augment:
     """The t-SimCNE/SimCLR augmentation for batches of images.

@@ -27,9 +27,6 @@ from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_lin
 from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
 
-_STAGE_NAMES = ("pretraining in pretrain_out_dim", "training the new last layer", "fine-tuning")
-
-
 def _err(param: str, allowed: str, got) -> ValueError:
     return ValueError(f"The '{param}' parameter of TSimCNE must be {allowed}. Got {got!r} instead.")
 

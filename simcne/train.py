@@ -17,6 +17,7 @@ from torch import nn
 from . import dist
 from ._heap import reuse_fits, reuse_freed_memory
 from .devices import cudnn_autotune, embed_batch_size
+from .models import eval_mode
 
 PREFIX = "[simcne]"
 
@@ -158,15 +159,9 @@ def step_memory(model: nn.Module, view_shape, batch_size: int, autocast=None) ->
         saved.clear()
         param = next(model.parameters())
         x = torch.zeros((n, *view_shape), device=param.device, dtype=param.dtype)
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                with torch.enable_grad(), (autocast or contextlib.nullcontext()):
-                    model(x)
-        finally:
-            for m, training in modes:
-                m.training = training
+        with eval_mode(model), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.enable_grad(), (autocast or contextlib.nullcontext()):
+                model(x)
         return sum(saved.values())
 
     per_view = max(0, probe(4) - probe(2)) / 2

@@ -133,7 +133,7 @@ class WrappedModel(nn.Module):
 
 
 @contextlib.contextmanager
-def _eval_mode(module: nn.Module):
+def eval_mode(module: nn.Module):
     """Eval mode inside the block; afterwards every submodule gets its own mode back."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -173,7 +173,7 @@ def backbone_out_features(backbone: nn.Module, in_channels: int, image_size) -> 
     if isinstance(width, int) and not isinstance(width, bool):
         return width
     x = _dummy_images(backbone, in_channels, image_size)
-    with _eval_mode(backbone), torch.no_grad():
+    with eval_mode(backbone), torch.no_grad():
         out = _run(backbone, x, _cannot_take("backbone", type(backbone).__name__, x))
     return int(as_features(out, f"'backbone' {type(backbone).__name__}").shape[1])
 
@@ -217,7 +217,7 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
         width does not fit the projection head, or when z is not (B, d).
     """
     x = _dummy_images(model, in_channels, image_size)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         if isinstance(model, SimCNEModel):
             label = name or type(model.backbone).__name__
             out = _run(model.backbone, x, _cannot_take("backbone", label, x))
@@ -367,6 +367,7 @@ __all__ = [
     "as_features",
     "backbone_out_features",
     "check_model",
+    "eval_mode",
     "full_precision",
     "last_linear",
     "linear_head",
