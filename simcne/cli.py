@@ -18,7 +18,10 @@ import time
 import warnings
 from pathlib import Path
 
-PREFIX = "[simcne]"
+from . import dist
+from .data.labels import read_labels
+from .outputs import write_csv, write_json
+from .train import PREFIX
 
 # Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
 # minutes on a 2-core CPU (README "Small datasets" has the measurements behind each choice):
@@ -274,120 +277,8 @@ def _read_data(args, mixed_size=None):
     return store
 
 
-def read_labels(path):
-    """Labels (and class names, when the file has them) from .npy, .csv or a text file."""
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"The labels file {os.fspath(path)!r} does not exist.")
-    if p.suffix.lower() == ".npy":
-        try:
-            labels = np.load(p, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"The labels file {os.fspath(path)!r} is not a plain .npy array: "
-                             f"{e}") from None
-        if labels.ndim != 1:
-            raise ValueError(f"The labels file {os.fspath(path)!r} must hold a 1-D array. "
-                             f"Got shape {labels.shape}.")
-        return labels, None
-    if p.suffix.lower() == ".csv":
-        import csv
-
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        if not rows or "label" not in rows[0]:
-            raise ValueError(f"The labels file {os.fspath(path)!r} must be a CSV with a "
-                             "'label' column (like the embedding.csv of 'simcne fit').")
-        return _labels_from_column([r["label"] for r in rows],
-                                   [r.get("class_name", "") for r in rows])
-    with open(p, encoding="utf-8") as f:
-        values = [line.strip() for line in f if line.strip()]
-    return _labels_from_column(values, None)
-
-
-def _labels_from_column(values, names):
-    """Labels as ints when they all are, else strings; class names where given."""
-    import numpy as np
-
-    try:
-        labels = np.array([int(v) for v in values], dtype=np.int64)
-    except ValueError:
-        return np.array(values), None
-    class_names = None
-    if names is not None and all(names) and len(labels) and labels.min() >= 0:
-        table = [""] * (int(labels.max()) + 1)
-        for lab, name in zip(labels, names):
-            table[lab] = name
-        class_names = [t or str(i) for i, t in enumerate(table)]
-    return labels, class_names
-
-
-# -- outputs ----------------------------------------------------------------------------------
-def _dim_names(d: int) -> list[str]:
-    return ["x", "y", "z"][:d] if d <= 3 else [f"dim{i + 1}" for i in range(d)]
-
-
-def write_csv(path, Y, labels=None, class_names=None, files=None) -> None:
-    """Write an embedding as CSV (atomically): x, y[, z ...], label, class_name, file."""
-    import csv
-
-    from ._io import atomic_path
-
-    header = _dim_names(Y.shape[1])
-    cols = []
-    if labels is not None:
-        header.append("label")
-        cols.append([str(v) for v in labels])
-        if class_names is not None:
-            header.append("class_name")
-            cols.append([_class_name(class_names, v) for v in labels])
-    if files is not None:
-        header.append("file")
-        cols.append(list(files))
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for i, row in enumerate(Y):
-                w.writerow([repr(float(v)) for v in row] + [c[i] for c in cols])
-
-
-def _class_name(class_names, label) -> str:
-    try:
-        return str(class_names[int(label)])
-    except (ValueError, TypeError, IndexError):
-        return ""
-
-
-def write_json(path, obj) -> None:
-    from ._io import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, default=_jsonable)
-            f.write("\n")
-
-
-def _jsonable(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return os.fspath(value)
-    return repr(value)
-
-
-def _rank() -> int:
-    """This process's rank under torchrun (its RANK variable); 0 when run as one process."""
-    return int(os.environ.get("RANK", "0") or 0)
-
-
 def _say(args, *lines) -> None:
-    if not getattr(args, "quiet", False) and _rank() == 0:
+    if not getattr(args, "quiet", False) and dist.launch_rank() == 0:
         for line in lines:
             print(f"{PREFIX} {line}", flush=True)
 
@@ -482,7 +373,7 @@ def _fit(args) -> int:
         raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
-    if _rank() != 0:
+    if dist.launch_rank() != 0:
         return 0  # under torchrun, rank 0 writes the outputs
     Y = est.embedding_
     labels = est.labels_
@@ -631,7 +522,7 @@ def _transform(args) -> int:
     est = TSimCNE.load(args.model, device=args.device or "auto")
     store = _read_data(args, mixed_size=list(est.image_size_))
     Y = est.transform(store)
-    if _rank() != 0:
+    if dist.launch_rank() != 0:
         return 0  # under torchrun, rank 0 writes the outputs
     csv_path = None
     if out.suffix.lower() == ".csv":
@@ -800,13 +691,13 @@ def _demo(args) -> int:
     if args.total_epochs:
         params["total_epochs"] = args.total_epochs
     params["verbose"] = not args.quiet
-    if not args.quiet and _rank() == 0:
+    if not args.quiet and dist.launch_rank() == 0:
         print(f"{PREFIX} demo: {len(X)} digits of 8x8 pixels, {params}", file=sys.stderr)
     t0 = time.perf_counter()
     est = TSimCNE(**params)
     Y = est.fit_transform(X, y)
     seconds = time.perf_counter() - t0
-    if _rank() != 0:
+    if dist.launch_rank() != 0:
         return 0
     acc = knn_accuracy(Y, y, k=15, test_size=0.2, random_state=0)
     save_npy(out / "digits_embedding.npy", Y)
@@ -940,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if _rank() == 0:  # under torchrun the processes warn alike: rank 0 speaks
+    if dist.launch_rank() == 0:  # under torchrun the processes warn alike: rank 0 speaks
         print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 
@@ -959,7 +850,7 @@ def main(argv=None) -> int:
             return args.func(args)
     except (UserError, ValueError, OSError, ImportError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
-        where = f"[rank {_rank()}] " if _rank() else ""  # under torchrun, any rank may fail
+        where = f"[rank {dist.launch_rank()}] " if dist.launch_rank() else ""  # under torchrun, any rank may fail
         print(f"simcne: error: {where}{message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

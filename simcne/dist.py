@@ -49,14 +49,17 @@ def world_size() -> int:
     return _dist().get_world_size() if is_distributed() else 1
 
 
-def is_main() -> bool:
-    """True in the process that prints and writes files: rank 0.
-
-    Before the process group is joined, the rank comes from torchrun's ``RANK`` variable.
-    """
+def launch_rank() -> int:
+    """This process's rank, also before the process group is joined (then torchrun's
+    ``RANK`` variable; 0 when run as one process)."""
     if is_distributed():
-        return rank() == 0
-    return int(os.environ.get("RANK", "0") or 0) == 0
+        return rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    """True in the process that prints and writes files: rank 0 (:func:`launch_rank`)."""
+    return launch_rank() == 0
 
 
 def launched_by_torchrun() -> bool:

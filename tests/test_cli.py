@@ -209,7 +209,7 @@ def test_a_bug_still_shows_its_traceback(png_folder, tmp_path, monkeypatch):
 
 
 def test_labels_files(tmp_path):
-    from simcne.cli import read_labels
+    from simcne.data.labels import read_labels
 
     np.save(tmp_path / "l.npy", np.array([2, 0, 1]))
     labels, names = read_labels(tmp_path / "l.npy")
