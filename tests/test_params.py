@@ -100,7 +100,7 @@ def test_repr_shows_changed_parameters():
 def test_fit_does_not_rewrite_parameters(tiny):
     from conftest import quick
 
-    est = quick(total_epochs=[1, 1, 1])
+    est = quick(total_epochs=[1, 1, 1], device="auto")  # "auto" must stay "auto"
     before = est.get_params()
     est.fit(tiny[0])
     assert est.get_params() == before
