@@ -43,8 +43,7 @@ import torch
 
 FORMAT = "simcne.checkpoint"
 VERSION = 1
-#: parameters that do not change what is trained, so a resumed run may change them
-FREE_PARAMS = ("verbose", "callbacks", "checkpoint", "checkpoint_every", "device", "compile")
+from .params import FREE_PARAMS  # those a resumed run may change (simcne.params)
 
 
 def training_params(est) -> dict:

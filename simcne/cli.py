@@ -21,6 +21,8 @@ from pathlib import Path
 from . import dist
 from .data.labels import read_labels
 from .outputs import write_csv, write_json
+from .params import CLI_PARAMS as PARAMS_WITH_FLAGS
+from .params import PYTHON_ONLY, scalar_if_one  # noqa: F401  PYTHON_ONLY: re-exported
 from .train import PREFIX
 
 # Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
@@ -39,8 +41,6 @@ DEMO = dict(backbone="resnet_tiny", total_epochs=[10, 5, 150], batch_size=128,
             lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
             data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)}, random_state=0)
 
-#: TSimCNE parameters that only the Python API can set (their values are Python objects)
-PYTHON_ONLY = ("model", "data_transform", "callbacks")
 #: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
 CHECKPOINT_NAME = "checkpoint.pt"
 #: the model file that --save-diverged writes when training diverges
@@ -60,84 +60,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-# -- flag values ------------------------------------------------------------------------------
-def _none_or(conv, what):
-    def parse(text):
-        if text.lower() == "none":
-            return None
-        try:
-            return conv(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") from None
-    return parse
-
-
-def _word_or(word, conv, what):
-    def parse(text):
-        if text == word:
-            return word
-        try:
-            return conv(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {word!r} or {what}, got {text!r}") from None
-    return parse
-
-
-def _scalar_if_one(values):
-    return values[0] if len(values) == 1 else list(values)
-
-
-# How each plain-valued TSimCNE parameter is given on the command line:
-# name -> (argparse keywords, how the parsed value becomes the parameter's value, help)
-_ONE = None
-CLI_PARAMS = {
-    "loss": (dict(type=str, metavar="NAME"), _ONE, "the contrastive loss ('infonce')"),
-    "metric": (dict(type=_none_or(str, "a name"), metavar="NAME"), _ONE,
-               "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
-               "(SimCLR, with --temperature) or gauss"),
-    "backbone": (dict(type=str, metavar="NAME"), _ONE, "backbone network: {backbones}"),
-    "projection_head": (dict(type=str, metavar="NAME"), _ONE, "'mlp' or 'linear'"),
-    "total_epochs": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
-                     "epochs of stages 1, 2 and 3; fewer numbers run only the first stages"),
-    "batch_size": (dict(type=int, metavar="N"), _ONE, "images per step (two views each)"),
-    "out_dim": (dict(type=int, metavar="D"), _ONE, "dimension of the embedding"),
-    "pretrain_out_dim": (dict(type=int, metavar="D"), _ONE, "output dimension in stage 1"),
-    "optimizer": (dict(type=str, metavar="NAME"), _ONE, "sgd, adam or adamw"),
-    "lr": (dict(type=_word_or("auto_batch", float, "a float"), nargs="+", metavar="LR"),
-           _scalar_if_one, "'auto_batch' (0.03 * batch size / 256; stage 3 /1000), one "
-           "rate (stage 3 /1000) or one rate per stage"),
-    "warmup": (dict(type=_word_or("auto", int, "an int"), nargs="+", metavar="N"),
-               _scalar_if_one, "warm-up epochs: 'auto' (10, 0, 10), one int (stages 1 and 3) "
-               "or one per stage"),
-    "momentum": (dict(type=float, metavar="M"), _ONE, "SGD momentum"),
-    "weight_decay": (dict(type=float, metavar="W"), _ONE, "weight decay"),
-    "grad_clip": (dict(type=_none_or(float, "a float"), metavar="C"), _ONE,
-                  "clip gradients to [-C, C] element-wise; 'none' turns it off"),
-    "temperature": (dict(type=float, metavar="T"), _ONE, "temperature of --metric cosine"),
-    "exaggeration": (dict(type=float, nargs="+", metavar="RHO"), _scalar_if_one,
-                     "weight of the positive pair in the loss: one value for stages 2 and 3 "
-                     "(stage 1 keeps 1), or one per stage; 1 is InfoNCE"),
-    "out_layer_std": (dict(type=float, metavar="S"), _ONE,
-                      "standard deviation of the fresh out_dim layer's weights in stage 2"),
-    "image_size": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
-                   "H [W]: the size the network sees; none: the images' stored size"),
-    "random_state": (dict(type=_none_or(int, "an int"), metavar="SEED"), _ONE,
-                     "seed (the same seed gives the same map on CPU)"),
-    "device": (dict(type=str, metavar="DEV"), _ONE, "'auto' (CUDA when available), cpu, "
-               "cuda, cuda:1, ..."),
-    "compile": (dict(action=argparse.BooleanOptionalAction), _ONE,
-                "torch.compile the network for training"),
-    "checkpoint": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
-                   "keep the run in FILE while it trains (every --checkpoint-every epochs); "
-                   "run the same command again after a crash to go on from it. 'simcne "
-                   "fit' keeps one in DIR/checkpoint.pt unless told otherwise "
-                   "(--no-checkpoint)"),
-    "checkpoint_every": (dict(type=int, metavar="N"), _ONE, "epochs between checkpoints"),
-    "precision": (dict(choices=("auto", "bf16", "fp32")), _ONE,
-                  "forward passes in bf16 autocast: auto (CUDA, and CPUs with native bf16), bf16 "
-                  "(everywhere), "
-                  "fp32 (never)"),
-}
+#: how the command line gives each TSimCNE parameter: simcne.params' one table
+CLI_PARAMS = PARAMS_WITH_FLAGS
 
 
 # The augmentation's settings, each a key of TSimCNE(data_transform={...}):
@@ -186,10 +110,11 @@ def _add_param_flags(parser: argparse.ArgumentParser) -> None:
         "TSimCNE's. Python-only (their values are Python objects): "
         "model, callbacks, data_transform as a callable (as a dict of augmentation settings "
         "it has the flags below), and modules as backbone or projection_head.", 78))
-    for name, (kwargs, _, text) in CLI_PARAMS.items():
-        text = text.format(backbones=", ".join(sorted(BACKBONES)))
+    for name, param in CLI_PARAMS.items():
+        text = param.help.format(backbones=", ".join(sorted(BACKBONES)))
         group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
-                           help=f"{text} (default: {_show_default(defaults[name])})", **kwargs)
+                           help=f"{text} (default: {_show_default(defaults[name])})",
+                           **param.cli)
     group.add_argument("--quiet", action="store_true",
                        help="no progress output (TSimCNE's verbose=False; the command "
                             "shows stage summaries and progress bars by default)")
@@ -206,10 +131,10 @@ def _add_param_flags(parser: argparse.ArgumentParser) -> None:
 def params_from_args(args) -> dict:
     """The TSimCNE parameters given on the command line (flags not given are left out)."""
     params = {}
-    for name, (_, convert, _) in CLI_PARAMS.items():
+    for name, param in CLI_PARAMS.items():
         if name in vars(args):
             value = getattr(args, name)
-            params[name] = convert(value) if convert is not None else value
+            params[name] = param.convert(value) if param.convert is not None else value
     settings = {name: getattr(args, "augment_" + name) for name in AUGMENT_FLAGS
                 if "augment_" + name in vars(args)}
     if settings:
@@ -249,7 +174,7 @@ def _read_options(args) -> dict:
         if len(args.read_size) > 2:
             raise UserError(f"--read-size takes H or H W, got {len(args.read_size)} numbers: "
                             f"{' '.join(map(str, args.read_size))}")
-        opts["image_size"] = _scalar_if_one(args.read_size)
+        opts["image_size"] = scalar_if_one(args.read_size)
     if args.workers is not None:
         opts["workers"] = args.workers
     return opts

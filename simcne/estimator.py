@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import shutil
 import sys
@@ -21,35 +19,11 @@ from .augment import Augment, check_settings, resize
 from .devices import gpu_free_memory, resolve_device, store_fits
 from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, training_params)
-from .losses import METRICS, info_nce
-from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
-                     set_trainable)
-from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, autocast_for, embed,
+from .losses import info_nce
+from .models import check_model, make_model, replace_last_linear, set_trainable
+from .params import error, is_int, is_real, validate
+from .train import (PREFIX, Stage, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
-
-def _err(param: str, allowed: str, got) -> ValueError:
-    return ValueError(f"The '{param}' parameter of TSimCNE must be {allowed}. Got {got!r} instead.")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _per_stage(value, n: int, param: str):
-    """A scalar or a list of 1 to 3 values -> a list with one entry per stage run."""
-    if isinstance(value, (list, tuple)):
-        if len(value) < n:
-            raise ValueError(
-                f"The '{param}' parameter of TSimCNE needs a value for each of the {n} stages "
-                f"that total_epochs runs. Got {list(value)!r} instead."
-            )
-        return list(value[:n])
-    return None
-
 
 class TSimCNE:
     """t-SimCNE: a contrastive network that maps images to ``out_dim`` dimensions.
@@ -281,107 +255,9 @@ class TSimCNE:
 
     # -- validation -------------------------------------------------------------------------
     def _validate_params(self) -> None:
-        if self.model is not None and not isinstance(self.model, nn.Module):
-            raise _err("model", "None or a torch.nn.Module", self.model)
-        if self.loss != "infonce":
-            raise _err("loss", "'infonce'", self.loss)
-        if self.metric is not None and self.metric not in METRICS:
-            raise _err("metric", f"None or one of {list(METRICS)}", self.metric)
-        if not isinstance(self.backbone, nn.Module) and self.backbone not in BACKBONES:
-            raise _err("backbone", f"an nn.Module or one of {sorted(BACKBONES)}", self.backbone)
-        if not isinstance(self.projection_head, nn.Module) and self.projection_head not in HEADS:
-            raise _err("projection_head", f"an nn.Module or one of {list(HEADS)}",
-                       self.projection_head)
-        if isinstance(self.data_transform, dict):
-            check_settings(self.data_transform)
-        elif self.data_transform is not None and not callable(self.data_transform):
-            raise _err("data_transform", "None, a dict of augmentation settings or a "
-                       "callable taking a batch of images", self.data_transform)
-        epochs = self.total_epochs
-        if _is_int(epochs):
-            epochs = [epochs]
-        if (not isinstance(epochs, (list, tuple)) or not 1 <= len(epochs) <= 3
-                or not all(_is_int(e) and e >= 0 for e in epochs)):
-            raise _err("total_epochs", "an int >= 0 or a list of 1 to 3 ints >= 0",
-                       self.total_epochs)
-        n_stages = len(epochs)
-        for name in ("batch_size", "out_dim", "pretrain_out_dim"):
-            value, low = getattr(self, name), (2 if name == "batch_size" else 1)
-            if not _is_int(value) or value < low:
-                raise _err(name, f"an int >= {low}", value)
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise _err("optimizer", "one of ['sgd', 'adam', 'adamw']", self.optimizer)
-        lr = self.lr
-        lr_list = _per_stage(lr, n_stages, "lr")
-        if not (lr == "auto_batch" or (_is_real(lr) and lr > 0)
-                or (lr_list is not None and all(_is_real(v) and v > 0 for v in lr_list))):
-            raise _err("lr", "'auto_batch', a float > 0 or a list of floats > 0, one per stage",
-                       lr)
-        wu = self.warmup
-        wu_list = _per_stage(wu, n_stages, "warmup")
-        if not (wu == "auto" or (_is_int(wu) and wu >= 0)
-                or (wu_list is not None and all(_is_int(v) and v >= 0 for v in wu_list))):
-            raise _err("warmup", "'auto', an int >= 0 or a list of ints >= 0, one per stage", wu)
-        if wu_list is not None:
-            for i, (w, e) in enumerate(zip(wu_list, epochs)):
-                if w > e:
-                    raise ValueError(
-                        f"The 'warmup' parameter of TSimCNE asks for {w} warm-up epochs in stage "
-                        f"{i + 1}, which has only {e} epochs (total_epochs={self.total_epochs!r})."
-                    )
-        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
-            raise _err("momentum", "a float in [0, 1)", self.momentum)
-        if not (_is_real(self.weight_decay) and self.weight_decay >= 0):
-            raise _err("weight_decay", "a float >= 0", self.weight_decay)
-        if self.grad_clip is not None and not (_is_real(self.grad_clip) and self.grad_clip > 0):
-            raise _err("grad_clip", "None or a float > 0", self.grad_clip)
-        if not (_is_real(self.temperature) and self.temperature > 0):
-            raise _err("temperature", "a float > 0", self.temperature)
-        ex = self.exaggeration
-        ex_list = _per_stage(ex, n_stages, "exaggeration")
-        def finite_positive(v):
-            return _is_real(v) and math.isfinite(v) and v > 0
-
-        if not (finite_positive(ex)
-                or (ex_list is not None and all(finite_positive(v) for v in ex_list))):
-            raise _err("exaggeration", "a float > 0 or a list of floats > 0, one per stage", ex)
-        if not finite_positive(self.out_layer_std):
-            raise _err("out_layer_std", "a float > 0", self.out_layer_std)
-        size = self.image_size
-        if size is not None:
-            ok = (_is_int(size) and size > 0) or (
-                isinstance(size, (list, tuple)) and len(size) == 2
-                and all(_is_int(s) and s > 0 for s in size))
-            if not ok:
-                raise _err("image_size", "None, an int > 0 or a pair (height, width) of ints > 0",
-                           size)
-        if self.random_state is not None and not _is_int(self.random_state):
-            raise _err("random_state", "None or an int", self.random_state)
-        if not (self.device == "auto" or isinstance(self.device, (str, torch.device))):
-            raise _err("device", "'auto', a device name such as 'cpu' or 'cuda', or a "
-                       "torch.device", self.device)
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError):
-                raise _err("device", "'auto', a device name such as 'cpu' or 'cuda', or a "
-                           "torch.device", self.device) from None
-        if not isinstance(self.compile, bool):
-            raise _err("compile", "a bool", self.compile)
-        if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
-            raise _err("precision", f"one of {list(PRECISIONS)}", self.precision)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise _err("checkpoint", "None or a file path", self.checkpoint)
-        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
-            raise _err("checkpoint", "None or a file path (not a folder)", self.checkpoint)
-        if not _is_int(self.checkpoint_every) or self.checkpoint_every < 1:
-            raise _err("checkpoint_every", "an int >= 1", self.checkpoint_every)
-        cbs = self.callbacks
-        if cbs is not None and not callable(cbs) and not (
-                isinstance(cbs, (list, tuple)) and all(callable(c) for c in cbs)):
-            raise _err("callbacks", "None, a callable or a list of callables", cbs)
-        if not isinstance(self.verbose, (bool, numbers.Integral)):
-            raise _err("verbose", "a bool or an int", self.verbose)
+        """Every parameter against the one table (:mod:`simcne.params`), in scikit-learn's
+        wording; then the rules between parameters."""
+        validate(self.get_params())
 
     # -- resolved settings (private; parameters stay as given) ----------------------------
     def _resolve(self, store) -> None:
@@ -391,7 +267,7 @@ class TSimCNE:
         if self.compile and device.type == "cpu":
             _check_cpp_compiler()
         self._device = dist.init_from_env(device)  # joins torchrun's processes, if any
-        epochs = [self.total_epochs] if _is_int(self.total_epochs) else list(self.total_epochs)
+        epochs = [self.total_epochs] if is_int(self.total_epochs) else list(self.total_epochs)
         self._epochs = epochs
         n_stages = len(epochs)
         if len(store) < 2:
@@ -401,7 +277,7 @@ class TSimCNE:
             )
         w = dist.world_size()
         if self.batch_size % w:
-            raise _err("batch_size", f"a multiple of the number of processes ({w}) under "
+            raise error("batch_size", f"a multiple of the number of processes ({w}) under "
                        "torchrun, as it is the global batch", self.batch_size)
         self._batch_size = min(self.batch_size, len(store) - len(store) % w)
         if self._batch_size < self.batch_size and dist.is_main():
@@ -411,29 +287,24 @@ class TSimCNE:
         if self.lr == "auto_batch":
             base = 0.03 * self._batch_size / 256
             lrs = [base, base, base / 1000]
-        elif _is_real(self.lr):
+        elif is_real(self.lr):
             lrs = [self.lr, self.lr, self.lr / 1000]
         else:
             lrs = list(self.lr)
         self._lrs = lrs[:n_stages]
         if self.warmup == "auto":
             wus = [min(10, epochs[0]), 0, min(10, epochs[2]) if n_stages > 2 else 0]
-        elif _is_int(self.warmup):
-            wus = [self.warmup, 0, self.warmup]
-            for i in (0, 2):
-                if i < n_stages and wus[i] > epochs[i]:
-                    raise ValueError(
-                        f"The 'warmup' parameter of TSimCNE asks for {wus[i]} warm-up epochs in "
-                        f"stage {i + 1}, which has only {epochs[i]} epochs.")
+        elif is_int(self.warmup):
+            wus = [self.warmup, 0, self.warmup]  # checked against the epochs by validate
         else:
             wus = list(self.warmup)
         self._warmups = wus[:n_stages]
         ex = self.exaggeration
-        exs = [1.0, float(ex), float(ex)] if _is_real(ex) else [float(v) for v in ex]
+        exs = [1.0, float(ex), float(ex)] if is_real(ex) else [float(v) for v in ex]
         self._exaggerations = exs[:n_stages]
         if self.image_size is None:
             self.image_size_ = store.image_size
-        elif _is_int(self.image_size):
+        elif is_int(self.image_size):
             self.image_size_ = (self.image_size, self.image_size)
         else:
             self.image_size_ = tuple(int(s) for s in self.image_size)
@@ -856,7 +727,7 @@ def _check_device_exists(device: torch.device, given) -> None:
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0 or (device.index or 0) >= count:
-        raise _err("device", f"'auto', 'cpu' or one of the {count} CUDA device(s) of this "
+        raise error("device", f"'auto', 'cpu' or one of the {count} CUDA device(s) of this "
                    "machine" if count else "'auto' or 'cpu' (CUDA is not available here)",
                    given if not isinstance(given, torch.device) else str(given))
 

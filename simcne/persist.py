@@ -34,8 +34,9 @@ from torch import nn
 
 FORMAT = "simcne.TSimCNE"
 VERSION = 1
-#: parameters whose value may be an nn.Module: the network is rebuilt from them at load
-MODULE_PARAMS = ("model", "backbone", "projection_head")
+#: parameters whose value may be an nn.Module (simcne.params): the network is rebuilt from
+#: them at load, so a module passed as one must be passed to load again
+from .params import MODULE_PARAMS  # noqa: E402
 _HISTORY_FIELDS = (("stage", np.int64), ("epoch", np.int64), ("loss", np.float64))
 
 

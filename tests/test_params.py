@@ -110,3 +110,34 @@ def test_fit_does_not_rewrite_parameters(tiny):
 def test_transform_before_fit_is_an_error():
     with pytest.raises(RuntimeError, match="not fitted"):
         TSimCNE().transform(np.zeros((4, 8, 8), np.uint8))
+
+
+def test_one_table_covers_the_signature_and_drives_the_lists():
+    import inspect
+
+    from simcne import checkpoint, cli, persist
+    from simcne.params import PARAMS
+
+    assert list(PARAMS) == [p for p in inspect.signature(TSimCNE).parameters]
+    assert checkpoint.FREE_PARAMS == tuple(n for n, p in PARAMS.items() if p.free)
+    assert persist.MODULE_PARAMS == ("model", "backbone", "projection_head")
+    assert set(cli.CLI_PARAMS) | set(cli.PYTHON_ONLY) | {"verbose"} == set(PARAMS)
+    assert all(p.help for p in cli.CLI_PARAMS.values())
+
+
+@pytest.mark.parametrize("name,value,text", [
+    ("momentum", 1.0, "a float in [0, 1)"),
+    ("batch_size", 1, "an int >= 2"),
+    ("lr", "fast", "'auto_batch', a float > 0 or a list of floats > 0, one per stage"),
+    ("image_size", (3, 4, 5), "None or an int > 0 or a pair (height, width) of ints > 0"),
+    ("precision", "fp16", "one of ['auto', 'bf16', 'fp32']"),
+])
+def test_each_constraint_writes_its_own_text(name, value, text):
+    from simcne.params import validate
+
+    params = TSimCNE().get_params()
+    params[name] = value
+    with pytest.raises(ValueError) as info:
+        validate(params)
+    assert str(info.value) == (f"The '{name}' parameter of TSimCNE must be {text}. "
+                               f"Got {value!r} instead.")

@@ -1,0 +1,364 @@
+"""TSimCNE's parameters in one declarative table: constraints, flags, help, roles.
+
+Each entry of :data:`PARAMS` says what values a parameter takes (a constraint that writes
+its own "must be ..." text, as scikit-learn's ``_parameter_constraints``), how the command
+line gives it (argparse keywords, how the parsed value becomes the parameter's value, the
+help line) and its role: *free* parameters do not change what is trained (a resumed run
+may change them), *module* parameters may hold an ``nn.Module`` (a model file keeps its
+weights, not its architecture). Defaults live in ``TSimCNE.__init__``'s signature only.
+
+Everything else reads this table: ``TSimCNE._validate_params`` (:func:`validate`), the
+flags of ``simcne fit`` and ``simcne demo`` (:mod:`simcne.cli`), the parameters a
+checkpoint must agree on (:mod:`simcne.checkpoint`), and which parameters a model file
+cannot store (:mod:`simcne.persist`). Adding a parameter is one entry here plus its use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .losses import METRICS
+from .models import BACKBONES, HEADS
+
+
+# -- constraints ----------------------------------------------------------------------------
+class Constraint:
+    """A set of allowed values: ``c(value)`` says whether ``value`` is in it; ``c.text``
+    completes "must be ..." in the error message."""
+
+    text = ""
+
+    def __call__(self, value) -> bool:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+
+def is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+@dataclass
+class Options(Constraint):
+    """One of a few values (strings, None)."""
+
+    values: tuple
+    text: str = ""
+
+    def __post_init__(self):
+        if not self.text:
+            shown = [v for v in self.values]
+            self.text = repr(shown[0]) if len(shown) == 1 else f"one of {shown}"
+
+    def __call__(self, value) -> bool:
+        return isinstance(value, (str, type(None))) and value in self.values
+
+
+@dataclass
+class Interval(Constraint):
+    """An int (``kind=int``) or a finite real in a range; ``closed`` as in scikit-learn."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "left"  # "left", "right", "both", "neither"
+    text: str = ""
+
+    def __post_init__(self):
+        if self.text:
+            return
+        what = "an int" if self.kind is int else "a float"
+        lo_in = self.closed in ("left", "both")
+        hi_in = self.closed in ("right", "both")
+        if self.low is not None and self.high is not None:
+            self.text = (f"{what} in {'[' if lo_in else '('}{self.low:g}, {self.high:g}"
+                         f"{']' if hi_in else ')'}")
+        elif self.low is not None:
+            self.text = f"{what} {'>=' if lo_in else '>'} {self.low:g}"
+        elif self.high is not None:
+            self.text = f"{what} {'<=' if hi_in else '<'} {self.high:g}"
+        else:
+            self.text = what
+
+    def __call__(self, value) -> bool:
+        if not (is_int(value) if self.kind is int else is_real(value)):
+            return False
+        if not math.isfinite(value):
+            return False
+        lo_in = self.closed in ("left", "both")
+        hi_in = self.closed in ("right", "both")
+        if self.low is not None and not (value >= self.low if lo_in else value > self.low):
+            return False
+        if self.high is not None and not (value <= self.high if hi_in else value < self.high):
+            return False
+        return True
+
+
+@dataclass
+class Check(Constraint):
+    """Any predicate, with its text."""
+
+    test: Callable[[Any], bool]
+    text: str
+
+    def __call__(self, value) -> bool:
+        try:
+            return bool(self.test(value))
+        except Exception:  # noqa: BLE001  a predicate that cannot judge the value: no
+            return False
+
+
+@dataclass
+class ListOf(Constraint):
+    """A list or tuple of 1 to ``most`` items, each in ``item``."""
+
+    item: Constraint
+    text: str
+    most: int = 3
+    least: int = 1
+
+    def __call__(self, value) -> bool:
+        return (isinstance(value, (list, tuple)) and self.least <= len(value) <= self.most
+                and all(self.item(v) for v in value))
+
+
+@dataclass
+class AnyOf(Constraint):
+    """A value any of ``parts`` allows; the text lists theirs, "a, b or c"."""
+
+    parts: tuple
+    text: str = ""
+
+    def __post_init__(self):
+        if not self.text:
+            texts = [p.text for p in self.parts]
+            self.text = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+
+    def __call__(self, value) -> bool:
+        return any(p(value) for p in self.parts)
+
+
+def none_or(c: Constraint) -> AnyOf:
+    return AnyOf((Options((None,), text="None"), c))
+
+
+def instance(kind, text: str) -> Check:
+    return Check(lambda v: isinstance(v, kind), text)
+
+
+def per_stage(item: Constraint, plural: str) -> ListOf:
+    """A list with a value per stage (checked against ``total_epochs`` in :func:`validate`)."""
+    return ListOf(item, f"a list of {plural}, one per stage")
+
+
+def _device_name(value) -> bool:
+    if isinstance(value, torch.device) or value == "auto":
+        return True
+    torch.device(value)  # raises for a name torch does not know
+    return isinstance(value, str)
+
+
+def _callbacks(value) -> bool:
+    return callable(value) or (isinstance(value, (list, tuple))
+                               and all(callable(c) for c in value))
+
+
+# -- command-line values --------------------------------------------------------------------
+def _none_or(conv, what):
+    def parse(text):
+        if text.lower() == "none":
+            return None
+        try:
+            return conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'none', got {text!r}") from None
+    return parse
+
+
+def _word_or(word, conv, what):
+    def parse(text):
+        if text == word:
+            return word
+        try:
+            return conv(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {word!r} or {what}, got {text!r}") from None
+    return parse
+
+
+def scalar_if_one(values):
+    """A flag's list of values as the parameter's: one value alone, several as a list."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+# -- the table ------------------------------------------------------------------------------
+@dataclass
+class Param:
+    """One parameter of TSimCNE (see the module docstring)."""
+
+    constraint: Constraint
+    help: str = ""
+    #: argparse keywords of its flag; None: Python only (its values are Python objects)
+    cli: dict | None = None
+    #: how the flag's parsed value becomes the parameter's value (None: as it is)
+    convert: Callable | None = None
+    free: bool = False
+    module: bool = False
+    #: the flag that gives it in another form (verbose: --quiet), where it has no own flag
+    flag: str | None = None
+    name: str = field(default="", init=False)
+
+
+_FLOAT_POS = Interval(float, 0, None, "neither")
+_INT_POS = Interval(int, 1, None)
+
+PARAMS: dict[str, Param] = {
+    "model": Param(none_or(instance(nn.Module, "a torch.nn.Module")), module=True),
+    "loss": Param(Options(("infonce",)), "the contrastive loss ('infonce')",
+                  dict(type=str, metavar="NAME")),
+    "metric": Param(none_or(Options(METRICS)),
+                    "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
+                    "(SimCLR, with --temperature) or gauss",
+                    dict(type=_none_or(str, "a name"), metavar="NAME")),
+    "backbone": Param(AnyOf((instance(nn.Module, "an nn.Module"), Options(tuple(sorted(BACKBONES))))),
+                      "backbone network: {backbones}", dict(type=str, metavar="NAME"),
+                      module=True),
+    "projection_head": Param(AnyOf((instance(nn.Module, "an nn.Module"), Options(HEADS))),
+                             "'mlp' or 'linear'", dict(type=str, metavar="NAME"), module=True),
+    "data_transform": Param(Check(lambda v: v is None or isinstance(v, dict) or callable(v),
+                                  "None, a dict of augmentation settings or a callable taking "
+                                  "a batch of images")),
+    "total_epochs": Param(AnyOf((Interval(int, 0), ListOf(Interval(int, 0), "")),
+                                text="an int >= 0 or a list of 1 to 3 ints >= 0"),
+                          "epochs of stages 1, 2 and 3; fewer numbers run only the first "
+                          "stages", dict(type=int, nargs="+", metavar="N"), scalar_if_one),
+    "batch_size": Param(Interval(int, 2), "images per step (two views each)",
+                        dict(type=int, metavar="N")),
+    "out_dim": Param(_INT_POS, "dimension of the embedding", dict(type=int, metavar="D")),
+    "pretrain_out_dim": Param(_INT_POS, "output dimension in stage 1",
+                              dict(type=int, metavar="D")),
+    "optimizer": Param(Options(("sgd", "adam", "adamw")), "sgd, adam or adamw",
+                       dict(type=str, metavar="NAME")),
+    "lr": Param(AnyOf((Options(("auto_batch",)), _FLOAT_POS,
+                       per_stage(_FLOAT_POS, "floats > 0"))),
+                "'auto_batch' (0.03 * batch size / 256; stage 3 /1000), one rate (stage 3 "
+                "/1000) or one rate per stage",
+                dict(type=_word_or("auto_batch", float, "a float"), nargs="+", metavar="LR"),
+                scalar_if_one),
+    "warmup": Param(AnyOf((Options(("auto",)), Interval(int, 0),
+                           per_stage(Interval(int, 0), "ints >= 0"))),
+                    "warm-up epochs: 'auto' (10, 0, 10), one int (stages 1 and 3) or one per "
+                    "stage", dict(type=_word_or("auto", int, "an int"), nargs="+", metavar="N"),
+                    scalar_if_one),
+    "momentum": Param(Interval(float, 0, 1, "left"), "SGD momentum",
+                      dict(type=float, metavar="M")),
+    "weight_decay": Param(Interval(float, 0), "weight decay", dict(type=float, metavar="W")),
+    "grad_clip": Param(none_or(_FLOAT_POS), "clip gradients to [-C, C] element-wise; 'none' "
+                       "turns it off", dict(type=_none_or(float, "a float"), metavar="C")),
+    "temperature": Param(_FLOAT_POS, "temperature of --metric cosine",
+                         dict(type=float, metavar="T")),
+    "exaggeration": Param(AnyOf((_FLOAT_POS, per_stage(_FLOAT_POS, "floats > 0"))),
+                          "weight of the positive pair in the loss: one value for stages 2 "
+                          "and 3 (stage 1 keeps 1), or one per stage; 1 is InfoNCE",
+                          dict(type=float, nargs="+", metavar="RHO"), scalar_if_one),
+    "out_layer_std": Param(_FLOAT_POS, "standard deviation of the fresh out_dim layer's "
+                           "weights in stage 2", dict(type=float, metavar="S")),
+    "image_size": Param(none_or(AnyOf((_INT_POS, ListOf(_INT_POS, "", most=2, least=2)),
+                                      text="an int > 0 or a pair (height, width) of ints > 0")),
+                        "H [W]: the size the network sees; none: the images' stored size",
+                        dict(type=int, nargs="+", metavar="N"), scalar_if_one),
+    "random_state": Param(none_or(Interval(int)), "seed (the same seed gives the same map on "
+                          "CPU)", dict(type=_none_or(int, "an int"), metavar="SEED")),
+    "device": Param(Check(_device_name, "'auto', a device name such as 'cpu' or 'cuda', or "
+                          "a torch.device"),
+                    "'auto' (CUDA when available), cpu, cuda, cuda:1, ...",
+                    dict(type=str, metavar="DEV"), free=True),
+    "compile": Param(instance(bool, "a bool"), "torch.compile the network for training",
+                     dict(action=argparse.BooleanOptionalAction), free=True),
+    "precision": Param(Options(("auto", "bf16", "fp32")),
+                       "forward passes in bf16 autocast (the backbone; the head and the map "
+                       "stay fp32): auto (CUDA, and CPUs with native bf16), bf16 (everywhere), "
+                       "fp32 (never)", dict(choices=("auto", "bf16", "fp32"))),
+    "checkpoint": Param(none_or(Check(lambda v: isinstance(v, (str, os.PathLike))
+                                      and not Path(v).is_dir(), "a file path (not a folder)")),
+                        "keep the run in FILE while it trains (every --checkpoint-every "
+                        "epochs); run the same command again after a crash to go on from it. "
+                        "'simcne fit' keeps one in DIR/checkpoint.pt unless told otherwise "
+                        "(--no-checkpoint)", dict(type=_none_or(str, "a path"), metavar="FILE"),
+                        free=True),
+    "checkpoint_every": Param(_INT_POS, "epochs between checkpoints",
+                              dict(type=int, metavar="N"), free=True),
+    "callbacks": Param(none_or(Check(_callbacks, "a callable or a list of callables")),
+                       free=True),
+    "verbose": Param(Check(lambda v: isinstance(v, (bool, numbers.Integral)), "a bool or an int"),
+                     free=True, flag="--quiet"),
+}
+for _name, _param in PARAMS.items():
+    _param.name = _name
+
+#: parameters a resumed run may change (they do not change what is trained)
+FREE_PARAMS = tuple(n for n, p in PARAMS.items() if p.free)
+#: parameters that may hold an nn.Module: a model file keeps its weights, not the module
+MODULE_PARAMS = tuple(n for n, p in PARAMS.items() if p.module)
+#: parameters only Python can give (no flag: their values are Python objects)
+PYTHON_ONLY = tuple(n for n, p in PARAMS.items() if p.cli is None and p.flag is None)
+#: parameters the command line gives, flag by flag
+CLI_PARAMS = {n: p for n, p in PARAMS.items() if p.cli is not None}
+
+
+def error(name: str, allowed: str, got) -> ValueError:
+    """scikit-learn's wording: "The 'x' parameter of TSimCNE must be ... Got ... instead." """
+    return ValueError(f"The '{name}' parameter of TSimCNE must be {allowed}. Got {got!r} "
+                      "instead.")
+
+
+def validate(params: dict) -> None:
+    """Check every parameter against its constraint, then the rules between parameters.
+
+    Raises a ValueError in scikit-learn's wording naming the first parameter that fails.
+    """
+    for name, param in PARAMS.items():
+        value = params[name]
+        if not param.constraint(value):
+            raise error(name, param.constraint.text, value)
+    _check_across(params)
+
+
+def n_stages(total_epochs) -> int:
+    return 1 if is_int(total_epochs) else len(total_epochs)
+
+
+def _check_across(params: dict) -> None:
+    """The rules that involve more than one parameter (or more than a value's type)."""
+    from .augment import check_settings
+
+    if isinstance(params["data_transform"], dict):
+        check_settings(params["data_transform"])
+    epochs = params["total_epochs"]
+    epochs = [epochs] if is_int(epochs) else list(epochs)
+    for name in ("lr", "warmup", "exaggeration"):
+        value = params[name]
+        if isinstance(value, (list, tuple)) and len(value) < len(epochs):
+            raise ValueError(
+                f"The '{name}' parameter of TSimCNE needs a value for each of the "
+                f"{len(epochs)} stages that total_epochs runs. Got {list(value)!r} instead.")
+    warmup = params["warmup"]
+    if warmup != "auto":
+        per = list(warmup) if isinstance(warmup, (list, tuple)) else [warmup, 0, warmup]
+        for i, (w, e) in enumerate(zip(per, epochs)):
+            if w > e:
+                raise ValueError(
+                    f"The 'warmup' parameter of TSimCNE asks for {w} warm-up epochs in stage "
+                    f"{i + 1}, which has only {e} epochs (total_epochs="
+                    f"{params['total_epochs']!r}).")
