@@ -63,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
+T_START = time.monotonic()  # this process's start, near enough (for --time-left)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -93,6 +94,8 @@ MAP_DRY = dict(MAP, backbone="resnet_tiny", image_size=8, batch_size=64,
                lr=[0.015, 0.3, 0.1], total_epochs=[1, 1, 1])
 #: shares of the epochs the budget buys: stage 1, stage 2 (at least 2 epochs); stage 3 the rest
 MAP_SHARES = (0.25, 0.03)
+#: seconds kept, after training stops, for the last embedding, the kNN and the figure
+MAP_AFTER_S = 45
 #: a stage-2 epoch (the new layer alone: no backward pass through the backbone) against a
 #: full one, for the plan; an overestimate
 STAGE2_COST = 0.5
@@ -445,7 +448,7 @@ def cmd_reference(a) -> int:
         write_json(path, dict(skipped=msg))
         return 0
     device = the_device()
-    if device.type != "cuda":
+    if device.type != "cuda" and not a.cpu:
         msg = "no CUDA device: the reference is timed on a GPU only, skipped"
         say(msg)
         write_json(path, dict(skipped=msg))
@@ -460,8 +463,9 @@ def cmd_reference(a) -> int:
     import torch
     from PIL import Image
 
-    cfg = SPEED
-    images = random_images(cfg["n_images"], cfg["image_size"])
+    n_images = a.n_images or SPEED["n_images"]
+    batch = a.batch_size or SPEED["batch_size"]
+    images = random_images(n_images, SPEED["image_size"])
 
     class PILImages(torch.utils.data.Dataset):
         """(PIL image, label) pairs, as the reference's fit expects."""
@@ -473,8 +477,8 @@ def cmd_reference(a) -> int:
             return Image.fromarray(images[i]), 0
 
     class Clock(pl.Callback):
-        """Epoch times (device synced) and host times at each step's end; stops the fit
-        once the budget is spent."""
+        """Epoch times (device synced) and host times at each step's end; asks the fit to
+        stop once the budget is spent."""
 
         def __init__(self, budget_s):
             self.budget_s, self.t0 = budget_s, None
@@ -488,8 +492,9 @@ def cmd_reference(a) -> int:
             self.steps.append([])
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.steps[-1].append(time.perf_counter())
-            if time.perf_counter() - self.t0 > self.budget_s and not self.stopped:
+            now = time.perf_counter()
+            self.steps[-1].append(now)
+            if now - self.t0 > self.budget_s and not self.stopped:
                 self.stopped = True
                 trainer.should_stop = True
 
@@ -497,48 +502,53 @@ def cmd_reference(a) -> int:
             sync(device)
             self.epochs[-1][1] = time.perf_counter()
 
-    res = dict(version=getattr(tsimcne, "__version__", "?"), n_images=len(images),
-               batch_size=cfg["batch_size"], notes=[])
-    os.makedirs(Path(a.work) / "reference", exist_ok=True)
-    os.chdir(Path(a.work) / "reference")  # Lightning writes next to the current folder
+    res = dict(version=getattr(tsimcne, "__version__", "?"), n_images=n_images,
+               batch_size=batch, device=str(device), notes=[])
+    if device.type != "cuda":
+        res["notes"].append("a trial on the CPU (--cpu), not a figure")
+    folder = Path(a.work) / "reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)  # whatever Lightning writes lands here
     clock = Clock(a.budget)
-    est = tsimcne.TSimCNE(total_epochs=[2], batch_size=cfg["batch_size"], warmup=[0])
-    # its Trainer options, plus a timer and without logs, checkpoints or a progress bar
+    est = tsimcne.TSimCNE(total_epochs=[2], batch_size=batch, warmup=[0],
+                          **({"num_workers": a.workers} if a.workers is not None else {}))
+    # its Trainer options, plus the clock, without logs, checkpoints or a progress bar
     est.trainer_kwargs = dict(est.trainer_kwargs or {}, callbacks=[clock], logger=False,
                               enable_checkpointing=False, enable_progress_bar=False,
                               enable_model_summary=False)
     res.update(num_workers=est.num_workers, trainer_kwargs={
         k: v for k, v in est.trainer_kwargs.items() if k != "callbacks"})
-    say(f"reference tsimcne {res['version']}: fit(total_epochs=[2], batch_size="
-        f"{cfg['batch_size']}, warmup=[0]) on {len(images):,} PIL images, "
-        f"{est.num_workers} DataLoader workers, budget {a.budget:.0f} s")
+    say(f"reference tsimcne {res['version']}: fit(total_epochs=[2], batch_size={batch}, "
+        f"warmup=[0]) on {n_images:,} PIL images, {est.num_workers} DataLoader workers, "
+        f"on {device}, budget {a.budget:.0f} s")
     t0 = time.perf_counter()
     est.fit(PILImages())
     res["fit_s"] = time.perf_counter() - t0
-    steps_per_epoch = -(-len(images) // cfg["batch_size"])  # its DataLoader keeps the last
+    steps_per_epoch = -(-n_images // batch)  # its DataLoader keeps the last, partial batch
     res["steps_per_epoch"] = steps_per_epoch
     res["epoch_s"] = [e1 - e0 for e0, e1 in clock.epochs if e1 is not None]
-    full = [e for e, st in zip(res["epoch_s"], clock.steps) if len(st) == steps_per_epoch]
-    if len(full) >= 2:
-        res.update(s_per_epoch=full[1], estimated=False,
+    res["steps_ran"] = [len(st) for st in clock.steps]
+    whole = [e for e, st in zip(res["epoch_s"], clock.steps) if len(st) == steps_per_epoch]
+    if len(whole) >= 2:
+        res.update(s_per_epoch=whole[1], estimated=False,
                    how="the second epoch, whole (its DataLoader workers start again each "
                        "epoch, as for a user)")
     else:
-        # the steady rate of the last epoch's steps after its first 10, scaled to an epoch
-        st = clock.steps[-1] if clock.steps else []
-        if len(st) < 15 and len(clock.steps) > 1:
-            st = clock.steps[-2]
+        # the steady rate of the steps after the first 10 of the longest epoch, scaled
+        st = max(clock.steps, key=len, default=[])
         if len(st) < 15:
-            raise SystemExit(f"reference: only {len(st)} steps ran within the budget of "
-                             f"{a.budget:.0f} s: expected at least 15 to time")
+            raise SystemExit(f"reference: only {len(st)} steps of an epoch ran within the "
+                             f"budget of {a.budget:.0f} s: expected at least 15 to time")
         rate = (st[-1] - st[10]) / (len(st) - 11)
         res.update(s_per_epoch=rate * steps_per_epoch, estimated=True,
                    how=f"{len(st) - 11} steps after the first 10 of an epoch, host clock, "
-                       f"scaled to {steps_per_epoch} steps (no worker start counted)")
-        res["notes"].append(f"the budget of {a.budget:.0f} s ended the fit before 2 epochs")
-    res["images_per_s"] = len(images) / res["s_per_epoch"]
+                       f"scaled to {steps_per_epoch} steps (the workers' start not counted)")
+        res["notes"].append(f"the budget of {a.budget:.0f} s ended the fit before 2 whole "
+                            "epochs")
+    res["images_per_s"] = n_images / res["s_per_epoch"]
     say(f"reference: {res['s_per_epoch']:.2f} s per epoch ({res['how']}); epochs "
-        f"{', '.join(f'{e:.2f}' for e in res['epoch_s'])} s; fit {res['fit_s']:.1f} s")
+        f"{', '.join(f'{e:.2f}' for e in res['epoch_s'])} s; steps {res['steps_ran']}; fit "
+        f"{res['fit_s']:.1f} s")
     write_json(path, res)
     return 0
 
@@ -638,8 +648,13 @@ def cmd_map(a) -> int:
         f"{epoch_s:.2f} s an epoch ({basis}): epochs {plan}; training "
         f"{json.dumps(params)}")
     write_json(path, res)
-    # a safety net: stop (keeping the map so far) well after the budget; not the plan
-    clock = EpochClock(device, budget_s=a.budget * 1.25 + 20, min_epochs=1)
+    # a safety net, not the plan: stop (keeping the map so far) well after the budget, and
+    # in time to score and draw the map before the part's timeout
+    cap = a.budget * 1.25 + 20
+    if a.time_left is not None:
+        cap = min(cap, a.time_left - MAP_AFTER_S - (time.monotonic() - T_START))
+    res["stop_after_s"] = cap
+    clock = EpochClock(device, budget_s=cap, min_epochs=1)
     est = TSimCNE(**params, callbacks=[clock])
     clock.start()
     est.fit(store)
@@ -753,6 +768,11 @@ def _f(x, fmt="{:.2f}", none="–"):
     return none if x is None else fmt.format(x)
 
 
+def _sentences(notes) -> str:
+    """Notes as sentences after a paragraph: " A note. Another."."""
+    return "".join(f" {n[:1].upper()}{n[1:].rstrip('.')}." for n in notes)
+
+
 def block(r: dict) -> str:
     """The markdown block for BENCHMARKS.md (between ``<!-- gpu_check begin/end -->``)."""
     info, timing, ref, mp = r["info"] or {}, r["timing"] or {}, r["reference"] or {}, r["map"] or {}
@@ -805,7 +825,7 @@ def block(r: dict) -> str:
                      f"batch {ref.get('batch_size')}: **{ref['s_per_epoch']:.2f} s per epoch** "
                      f"({ref['images_per_s']:,.0f} images/s; {ref['how']}); epochs "
                      f"{', '.join(f'{e:.2f}' for e in ref.get('epoch_s', []))} s, fit "
-                     f"{ref.get('fit_s', 0):.0f} s." + "".join(f" {n}." for n in ref.get("notes", [])))
+                     f"{ref.get('fit_s', 0):.0f} s." + _sentences(ref.get("notes", [])))
     else:
         lines.append(f"Reference: {ref.get('skipped') or ref.get('error') or 'not measured'}"
                      + (f" ({r['parts'].get('reference', {}).get('last_line')})"
@@ -825,7 +845,7 @@ def block(r: dict) -> str:
             f"{' / '.join(f'{k:.3f}' for k in mp.get('knn_stages', []))}; t-SNE of the pixels "
             f"{TSNE_PIXELS_70K} (measured elsewhere). {mp.get('distinct_x', 0):,} distinct "
             f"x-coordinates of {mp['n_images']:,}. Figure: `{mp.get('figure') or 'none'}`."
-            + "".join(f" {n}." for n in mp.get("notes", [])))
+            + _sentences(mp.get("notes", [])))
     else:
         why = r["parts"].get("map", {})
         lines.append("Map: not made" + (f" ({why['status']}: {why.get('note') or why.get('last_line')})"
@@ -905,12 +925,22 @@ def main(argv=None) -> int:
     s.add_argument("--budget", type=float, default=60.0,
                    help="seconds of its fit after which it is stopped and its step rate "
                         "scaled to an epoch; default 60")
+    s.add_argument("--cpu", action="store_true",
+                   help="where there is no GPU, try the part on the CPU (with small "
+                        "--n-images and --batch-size): a check of the code, not a figure")
+    s.add_argument("--n-images", type=int, default=None, help="default 60,000")
+    s.add_argument("--batch-size", type=int, default=None, help="default 512")
+    s.add_argument("--workers", type=int, default=None,
+                   help="its DataLoader workers (default: the reference's own default, 8)")
     s = part("map", "TSimCNE on the 70,000 Fashion-MNIST images, kNN, figure")
     s.add_argument("--budget", type=float, default=240.0,
                    help="seconds of training the epochs are planned for; default 240")
     s.add_argument("--data", default=None,
                    help="folder with Fashion-MNIST's four .gz files (else simcne's lookup: "
                         "$SIMCNE_DATA, Debian's package, the cache; never a download)")
+    s.add_argument("--time-left", type=float, default=None,
+                   help="seconds this part may run (its timeout): training stops, keeping "
+                        "the map so far, in time to score and draw it")
     s.add_argument("--params", default=None,
                    help="JSON of TSimCNE parameters that replace the map's (e.g. "
                         "'{\"total_epochs\": [100, 5, 100]}')")

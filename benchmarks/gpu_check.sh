@@ -42,7 +42,8 @@
 # Environment: OUT (results folder), PYTHON (default python3), SIMCNE_GPU_CHECK_CARRY
 # (default <repo>/.carry), SIMCNE_GPU_CHECK_DEADLINE (seconds for the whole run, default
 # 520), SIMCNE_GPU_CHECK_MAP_SECONDS (most training seconds for the map, default 240),
-# SIMCNE_GPU_CHECK_MAP_PARAMS (JSON of TSimCNE parameters replacing the map's).
+# SIMCNE_GPU_CHECK_MAP_PARAMS (JSON of TSimCNE parameters replacing the map's),
+# SIMCNE_GPU_CHECK_KEEP=1 (keep the parts' temporary folder, named in the log).
 # Exit status: 0 when every part ran (figures that miss a target included), 1 when a part
 # failed or timed out, 2 for a bad argument.
 set -euo pipefail
@@ -70,7 +71,8 @@ OUT=${OUT:-}
 [ -n "$OUT" ] || OUT=$(mktemp -d "${TMPDIR:-/tmp}/simcne-gpu-check.XXXXXX")
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/simcne-gpu-work.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/simcne-gpu-work.XXXXXX")   # the parts' own files
+[ "${SIMCNE_GPU_CHECK_KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 CARRY=${SIMCNE_GPU_CHECK_CARRY:-$ROOT/.carry}
 DEADLINE=${SIMCNE_GPU_CHECK_DEADLINE:-520}
 MAP_MAX=${SIMCNE_GPU_CHECK_MAP_SECONDS:-240}
@@ -131,7 +133,8 @@ skip() {  # skip NAME REASON
 
 main() {
   say "$(date -u '+%Y-%m-%d %H:%M:%S UTC'): bash benchmarks/gpu_check.sh ${ARGS[*]:-}" \
-      "(dry run: $DRY) in $ROOT; results in $OUT; deadline ${DEADLINE} s"
+      "(dry run: $DRY) in $ROOT; results in $OUT, the parts' files in $WORK; deadline" \
+      "${DEADLINE} s"
 
   # a. the machine, and the reference wheel installed offline
   nvidia-smi -L 2>&1 || say "nvidia-smi: not available"
@@ -188,7 +191,7 @@ main() {
   local budget=$(( left - 75 ))   # start-up, data, three embeddings, kNN, figure
   [ "$budget" -le "$MAP_MAX" ] || budget=$MAP_MAX
   [ "$DRY" = 0 ] || budget=20   # the dry run's map has a fixed, tiny schedule
-  local map_args=(--budget "$budget" --data "$CARRY/fashion-mnist")
+  local map_args=(--budget "$budget" --time-left "$left" --data "$CARRY/fashion-mnist")
   [ -z "$MAP_PARAMS" ] || map_args+=(--params "$MAP_PARAMS")
   if [ "$budget" -lt 20 ]; then
     skip map "${left} s left: too little for a map"
