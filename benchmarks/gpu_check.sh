@@ -43,6 +43,8 @@
 # (default <repo>/.carry), SIMCNE_GPU_CHECK_DEADLINE (seconds for the whole run, default
 # 520), SIMCNE_GPU_CHECK_MAP_SECONDS (most training seconds for the map, default 240),
 # SIMCNE_GPU_CHECK_MAP_PARAMS (JSON of TSimCNE parameters replacing the map's),
+# SIMCNE_GPU_CHECK_TESTS (the GPU-relevant test files, by name without .py; default
+# "test_estimator test_save_load test_stages test_losses test_augment"),
 # SIMCNE_GPU_CHECK_KEEP=1 (keep the parts' temporary folder, named in the log).
 # Exit status: 0 when every part ran (figures that miss a target included), 1 when a part
 # failed or timed out, 2 for a bad argument.
@@ -167,7 +169,7 @@ main() {
     skip test_cuda "tests/test_cuda.py is absent in this tree"
   fi
   local gpu_tests=() f
-  for f in test_estimator test_save_load test_stages test_losses test_augment; do
+  for f in ${SIMCNE_GPU_CHECK_TESTS:-test_estimator test_save_load test_stages test_losses test_augment}; do
     [ ! -f "tests/$f.py" ] || gpu_tests+=("tests/$f.py")
   done
   if [ ${#gpu_tests[@]} -gt 0 ]; then
