@@ -179,7 +179,9 @@ def cmd_info(a) -> int:
                 cpus=os.cpu_count(), torch=torch.__version__, cuda=torch.version.cuda,
                 cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
                 gpu=None, gpus=0, driver=None, gpu_memory_gib=None,
-                commit=_git("rev-parse", "--short", "HEAD"),
+                # the device machine gets the tree without .git: the caller may name it
+                commit=os.environ.get("SIMCNE_GPU_CHECK_COMMIT") or _git("rev-parse", "--short",
+                                                                         "HEAD"),
                 dirty=bool(_git("status", "--porcelain", "--untracked-files=no")))
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(torch.cuda.current_device())

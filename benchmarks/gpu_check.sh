@@ -27,6 +27,8 @@
 #      $SIMCNE_GPU_CHECK_MAP_SECONDS, default 240 s, of training); 2-D kNN against t-SNE's 0.841;
 #   f. report: PASS/MISS against the targets (<= 1.5 s an epoch, >= 10x the reference, a map
 #      above 0.841).
+# Order and caps: a (60 s), c (100), b (75 + 75), d (100), e (what is left of the 520 s less
+# 25 for f), f; each cap shrinks to the time left. Expected on an H200: about 7-8 minutes.
 # Files under $OUT (5; at most 8 come back): gpu_check.log (everything printed),
 # results.json (every figure), gpu_check.md (a block for BENCHMARKS.md:
 # `python benchmarks/gpu_check.py record gpu_check.md` puts it there), fmnist70k_map.png,
@@ -45,7 +47,9 @@
 # SIMCNE_GPU_CHECK_MAP_PARAMS (JSON of TSimCNE parameters replacing the map's),
 # SIMCNE_GPU_CHECK_TESTS (the GPU-relevant test files, by name without .py; default
 # "test_estimator test_save_load test_stages test_losses test_augment"),
-# SIMCNE_GPU_CHECK_KEEP=1 (keep the parts' temporary folder, named in the log).
+# SIMCNE_GPU_CHECK_KEEP=1 (keep the parts' temporary folder, named in the log),
+# SIMCNE_GPU_CHECK_COMMIT (the tree's commit, for the report: the device gets no .git; e.g.
+# command "SIMCNE_GPU_CHECK_COMMIT=0f6395a bash benchmarks/gpu_check.sh").
 # Exit status: 0 when every part ran (figures that miss a target included), 1 when a part
 # failed or timed out, 2 for a bad argument.
 set -euo pipefail
@@ -139,8 +143,8 @@ main() {
       "${DEADLINE} s"
 
   # a. the machine, and the reference wheel installed offline
-  nvidia-smi -L 2>&1 || say "nvidia-smi: not available"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm \
+  timeout 20 nvidia-smi -L 2>&1 || say "nvidia-smi: not available"
+  timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm \
     --format=csv 2>&1 || true
   part info 60 "${DRIVER[@]}" info "${COMMON[@]}"
   local site="$WORK/site" wheels
