@@ -420,7 +420,7 @@ def cmd_timing(a) -> int:
     clock, n, where = time_train_stage(images, cfg, device, budget_s=a.variant_budget)
     v = _variant("train_stage", "simcne.train.train_stage, uint8 store on the "
                  f"{'GPU' if cuda else 'CPU'} ({where}), cudnn.benchmark as the library "
-                 "leaves it", clock, n, cfg, peak, device)
+                 "sets it", clock, n, cfg, peak, device)
     v["store_device"] = where
     res["variants"].append(v)
     write_json(path, res)
@@ -802,10 +802,12 @@ def block(r: dict) -> str:
                                                     if r["dry_run"] else "")
     lines = [
         "<!-- gpu_check begin -->", head, "",
-        f"Measured {r['date']} on {gpu}, {info.get('cpus')}-core CPU ({info.get('cpu')}), "
-        f"Python {info.get('python')}, torch {info.get('torch')}, CUDA {info.get('cuda') or '–'}, "
-        f"cuDNN {info.get('cudnn') or '–'}; tree {info.get('commit') or '?'}"
-        f"{' (with local changes)' if info.get('dirty') else ''}. Whole run {r['seconds']} s.",
+        (f"Measured {r['date']} on {gpu}, {info.get('cpus')}-core CPU ({info.get('cpu')}), "
+         f"Python {info.get('python')}, torch {info.get('torch')}, CUDA "
+         f"{info.get('cuda') or '–'}, cuDNN {info.get('cudnn') or '–'}; tree "
+         f"{info.get('commit') or '?'}{' (with local changes)' if info.get('dirty') else ''}."
+         if info else f"Measured {r['date']}; the machine was not recorded (the info part "
+         "did not run through: see the log).") + f" Whole run {r['seconds']} s.",
         "", "```sh", r["command"], "```", "",
         "| target | figure | result |", "|---|---|---|",
     ]
