@@ -1,0 +1,127 @@
+"""benchmarks/gpu_check.sh, the one-call GPU check of issue 20: its CPU dry run, so that the
+script is known to run before a device lease is spent on it, and the driver's planning and
+judging."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+needs_bash = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
+                                reason="gpu_check.sh needs bash and coreutils' timeout")
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHON=sys.executable, SIMCNE_CPU_BF16="0", OMP_NUM_THREADS="1")
+    env.pop("PYTHONPATH", None)  # the script sets its own
+    env.update(extra)
+    return env
+
+
+@needs_bash
+@pytest.mark.slow
+def test_dry_run_writes_the_results_and_the_block(tmp_path):
+    # issue 20, item 6: the same script as on the H200, tiny sizes, CUDA-only parts skipped
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=tmp_path, env=_env(OUT=str(out)),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8  # what the device tool brings back
+    for name in ("gpu_check.log", "results.json", "gpu_check.md", "fmnist70k_embedding.npy"):
+        assert name in files
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "fmnist70k_map.png" in files
+
+    r = json.loads((out / "results.json").read_text())
+    assert r["dry_run"] is True
+    assert {"date", "command", "seconds", "parts", "info", "timing", "reference", "map",
+            "tests", "targets"} <= set(r)
+    for part in ("info", "timing", "map"):
+        assert r["parts"][part]["status"] == "ok", r["parts"][part]
+    assert r["parts"]["reference"]["status"] == "skipped"
+    assert "dry run" in r["parts"]["reference"]["note"]
+
+    names = {v["name"]: v for v in r["timing"]["variants"]}
+    assert {"train_stage", "fit"} <= set(names)
+    for v in names.values():
+        assert v["s_per_epoch"] > 0 and v["images_per_s"] > 0 and v["epochs_timed"] >= 1
+    assert r["timing"]["matmul_peak"] is None  # CUDA only, and said so
+    assert any("CUDA only" in n for n in r["timing"]["notes"])
+
+    m = r["map"]
+    assert m["n_images"] == 256 and m["epochs_ran"] == [1, 1, 1]
+    assert 0.0 <= m["knn"] <= 1.0 and len(m["knn_stages"]) == 3
+    assert m["tsne_pixels"] == 0.841
+
+    assert len(r["targets"]) == 4
+    assert {t["result"] for t in r["targets"]} <= {"dry run", "n/a"}
+
+    md = (out / "gpu_check.md").read_text()
+    assert md.startswith("<!-- gpu_check begin -->") and md.rstrip().endswith("<!-- gpu_check end -->")
+    assert "DRY RUN" in md and "| target | figure | result |" in md
+    log = (out / "gpu_check.log").read_text()
+    assert "reference: skipped" in log and "done in" in log
+
+
+@needs_bash
+def test_help_and_a_bad_argument():
+    proc = subprocess.run(["bash", str(SCRIPT), "--help"], env=_env(), capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0 and "--dry-run" in proc.stdout and "carry" in proc.stdout
+    proc = subprocess.run(["bash", str(SCRIPT), "--fast"], env=_env(), capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2 and "--fast" in proc.stderr
+
+
+def test_plan_fits_the_budget():
+    g = _driver()
+    for budget, epoch_s in [(240, 1.2), (100, 3.0), (30, 0.5), (5, 10.0)]:
+        s1, s2, s3 = g.plan_epochs(budget, epoch_s)
+        assert s1 >= 1 and s2 >= 2 and s3 >= 1
+        cost = (s1 + g.STAGE2_COST * s2 + s3) * epoch_s
+        assert cost <= max(budget, (1 + 2 * g.STAGE2_COST + 1) * epoch_s) + epoch_s
+    assert g.plan_epochs(240, 1.2) == [50, 6, 147]
+
+
+def test_targets_pass_and_miss():
+    g = _driver()
+    timing = {"variants": [{"name": "train_stage", "s_per_epoch": 1.0},
+                           {"name": "fit", "s_per_epoch": 2.0}]}
+    rows = g.targets(timing, {"s_per_epoch": 30.0}, {"knn": 0.85, "knn_sd": 0.002}, dry=False)
+    assert [t["result"] for t in rows] == ["PASS", "MISS", "PASS", "PASS"]
+    assert rows[2]["value"] == pytest.approx(15.0)  # the reference against fit's epoch
+    rows = g.targets(timing, {"skipped": "no GPU"}, None, dry=False)
+    assert [t["result"] for t in rows] == ["PASS", "MISS", "n/a", "n/a"]
+
+
+def test_record_puts_the_block_into_benchmarks(tmp_path):
+    g = _driver()
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\nbefore\n")
+    block = tmp_path / "gpu_check.md"
+    for figure in ("1.00 s", "0.90 s"):
+        block.write_text(f"<!-- gpu_check begin -->\n### check\n{figure}\n<!-- gpu_check end -->\n")
+        g.main(["record", str(block), "--benchmarks", str(bench)])
+    text = bench.read_text()
+    assert text.count("<!-- gpu_check begin -->") == 1 and "0.90 s" in text and "1.00 s" not in text
+    assert "before" in text
+    block.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        g.main(["record", str(block), "--benchmarks", str(bench)])
