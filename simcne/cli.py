@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import dist
 from .data.labels import read_labels
-from .outputs import write_csv, write_json
+from .outputs import fit_report, write_csv, write_json
 from .params import CLI_PARAMS as PARAMS_WITH_FLAGS
 from .params import PYTHON_ONLY, scalar_if_one  # noqa: F401  PYTHON_ONLY: re-exported
 from .train import PREFIX
@@ -40,6 +40,9 @@ from .train import PREFIX
 DEMO = dict(backbone="resnet_tiny", total_epochs=[10, 5, 150], batch_size=128,
             lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
             data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)}, random_state=0)
+
+#: named sets of TSimCNE parameters for `simcne fit --preset NAME` (flags override them)
+PRESETS = {"demo": DEMO}
 
 #: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -247,18 +250,6 @@ class _StageClock:
         return out
 
 
-def _versions() -> dict:
-    import platform
-
-    import numpy as np
-    import torch
-
-    from . import __version__
-
-    return {"simcne": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def _fit(args) -> int:
     import numpy as np
 
@@ -270,7 +261,7 @@ def _fit(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
-    params = params_from_args(args)
+    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
     if args.no_checkpoint:
         if params.get("checkpoint") is not None:
             raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
@@ -335,41 +326,16 @@ def _fit(args) -> int:
         except ImportError as e:
             fig_note = "; ".join(filter(None, [fig_note, str(e)]))
             warnings.warn(f"no map.html: {e}", stacklevel=1)
-    n_stages = len(est.stage_embeddings_)
     end = time.perf_counter()
-    hist = est.loss_history_
-    report = {
-        "command": "simcne " + " ".join(getattr(args, "argv", []) or []),
-        "data": os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
-        "data_format": store.meta.get("format"),
-        "n_images": len(store),
-        "stored_image_size": list(store.image_size),
-        "image_size": list(est.image_size_),
-        "in_channels": est.in_channels_,
-        "n_classes": None if labels is None else int(len(np.unique(labels))),
-        "class_names": store.class_names,
-        "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
-        "stages_run": n_stages,
-        "resumed_from": (None if est.resumed_from_ is None else
-                         dict(zip(("stage", "epoch"), est.resumed_from_))),
-        "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
-                       for s in range(1, n_stages + 1)},
-        "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
-                       for s in range(1, n_stages + 1) if (hist["stage"] == s).any()},
-        "timings_s": {"read": round(t_read, 3), **clock.seconds(n_stages, t_fit0 + t_fit),
-                      "fit": round(t_fit, 3), "outputs": round(end - t_fit0 - t_fit, 3),
-                      "total": round(end - t_start, 3)},
-        "knn_accuracy": acc,
-        "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,
-                **({"note": acc_note} if acc_note else {})},
-        "device": str(next(est.model_.parameters()).device),
-        "processes": int(os.environ.get("WORLD_SIZE", "1") or 1),  # under torchrun: several
-        "versions": _versions(),
-        "started_utc": started,
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "outputs": written + ["report.json"],
-        **({"figures_note": fig_note} if fig_note else {}),
-    }
+    report = fit_report(
+        est, store, command="simcne " + " ".join(getattr(args, "argv", []) or []),
+        data=os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
+        knn=(acc, acc_note), outputs=written + ["report.json"], figures_note=fig_note,
+        started=started, timings={"read": round(t_read, 3),
+                                  **clock.seconds(len(est.stage_embeddings_), t_fit0 + t_fit),
+                                  "fit": round(t_fit, 3),
+                                  "outputs": round(end - t_fit0 - t_fit, 3),
+                                  "total": round(end - t_start, 3)})
     write_json(out / "report.json", report)
     _say(args, f"fitted in {t_fit:.1f} s; wrote {', '.join(report['outputs'])} to {out}")
     if acc is not None:
@@ -601,50 +567,15 @@ def _write_beton(args) -> int:
 
 
 def _demo(args) -> int:
-    import numpy as np
-
-    from . import TSimCNE, knn_accuracy
-    from ._io import save_npy
-
-    from sklearn.datasets import load_digits
-
-    out = Path(args.out)
-    digits = load_digits()
-    X = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    y = digits.target
-    params = dict(DEMO)
+    """``simcne demo`` is ``simcne fit digits --preset demo``: the same path and outputs."""
+    argv = ["fit", "digits", "--out", args.out, "--preset", "demo"]
     if args.total_epochs:
-        params["total_epochs"] = args.total_epochs
-    params["verbose"] = not args.quiet
-    if not args.quiet and dist.launch_rank() == 0:
-        print(f"{PREFIX} demo: {len(X)} digits of 8x8 pixels, {params}", file=sys.stderr)
-    t0 = time.perf_counter()
-    est = TSimCNE(**params)
-    Y = est.fit_transform(X, y)
-    seconds = time.perf_counter() - t0
-    if dist.launch_rank() != 0:
-        return 0
-    acc = knn_accuracy(Y, y, k=15, test_size=0.2, random_state=0)
-    save_npy(out / "digits_embedding.npy", Y)
-    png = out / "digits.png"
-    try:
-        from .plot import _plt, plot_embedding, save_figure
-
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(7, 6))
-        plot_embedding(Y, y, [str(i) for i in range(10)], ax=ax,
-                       title=f"t-SimCNE of sklearn digits (kNN accuracy {acc:.3f})")
-        save_figure(fig, png)
-        plt.close(fig)
-    except ImportError as e:
-        print(f"{PREFIX} no figure: {e}", file=sys.stderr)
-        png = None
-    print(f"{PREFIX} trained in {seconds:.0f} s")
-    print(f"{PREFIX} embedding: {out / 'digits_embedding.npy'}")
-    if png:
-        print(f"{PREFIX} figure: {png}")
-    print(f"{PREFIX} 2-D kNN accuracy (k=15, stratified 20 % test split): {acc:.3f}")
-    return 0
+        argv += ["--total-epochs", *map(str, args.total_epochs)]
+    if args.quiet:
+        argv.append("--quiet")
+    fit_args = build_parser().parse_args(argv)
+    fit_args.argv = argv
+    return _fit(fit_args)
 
 
 FIT_EPILOG = """\
@@ -685,6 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"keep no checkpoint (by default the run is kept in "
                           f"DIR/{CHECKPOINT_NAME} while it trains, so that the same command "
                           "run again after a crash goes on from it; removed once it completes)")
+    fit.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="start from a named set of parameters, which the flags below "
+                          "override (demo: the settings of 'simcne demo', for small images "
+                          "such as digits on a CPU)")
     _add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)
@@ -745,8 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     wb.set_defaults(func=_write_beton)
 
     demo = sub.add_parser("demo", help="train on scikit-learn's digits and plot the map",
-                          description="Train t-SimCNE on scikit-learn's 1,797 digits, write the "
-                          "embedding (.npy) and a PNG scatter plot, print the kNN accuracy.")
+                          description="Train t-SimCNE on scikit-learn's 1,797 digits and write "
+                          "what 'simcne fit' writes (embedding, model, report, figures, "
+                          "map.html) into --out; the same as 'simcne fit digits --preset demo "
+                          "--out DIR'.")
     demo.add_argument("--out", default="simcne-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--total-epochs", type=int, nargs="+", metavar="N",
                       help=f"epochs per stage (default: {DEMO['total_epochs']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 
@@ -62,3 +63,59 @@ def _jsonable(value):
     if isinstance(value, Path):
         return os.fspath(value)
     return repr(value)
+
+
+def versions() -> dict:
+    """simcne's, torch's, numpy's and Python's versions and the platform."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    from . import __version__
+
+    return {"simcne": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def fit_report(est, store, *, command: str, data, knn, outputs, figures_note, started,
+               timings) -> dict:
+    """The report.json of ``simcne fit``: what was read, the parameters, the stages run,
+    timings, kNN accuracy ``knn = (accuracy or None, note or None)``, device, versions."""
+    import numpy as np
+
+    acc, acc_note = knn
+    labels = est.labels_
+    n_stages = len(est.stage_embeddings_)
+    hist = est.loss_history_
+    report = {
+        "command": command,
+        "data": data,
+        "data_format": store.meta.get("format"),
+        "n_images": len(store),
+        "stored_image_size": list(store.image_size),
+        "image_size": list(est.image_size_),
+        "in_channels": est.in_channels_,
+        "n_classes": None if labels is None else int(len(np.unique(labels))),
+        "class_names": store.class_names,
+        "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
+        "stages_run": n_stages,
+        "resumed_from": (None if est.resumed_from_ is None else
+                         dict(zip(("stage", "epoch"), est.resumed_from_))),
+        "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
+                       for s in range(1, n_stages + 1)},
+        "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
+                       for s in range(1, n_stages + 1) if (hist["stage"] == s).any()},
+        "timings_s": timings,
+        "knn_accuracy": acc,
+        "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,
+                **({"note": acc_note} if acc_note else {})},
+        "device": str(next(est.model_.parameters()).device),
+        "processes": int(os.environ.get("WORLD_SIZE", "1") or 1),  # under torchrun: several
+        "versions": versions(),
+        "started_utc": started,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "outputs": outputs,
+        **({"figures_note": figures_note} if figures_note else {}),
+    }
+    return report

@@ -223,3 +223,15 @@ def test_labels_files(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="'label' column"):
         read_labels(tmp_path / "bad.csv")
+
+
+def test_demo_is_fit_digits_with_the_demo_preset(monkeypatch, tmp_path):
+    from simcne import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_fit", lambda args: seen.setdefault("args", args) and 0)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--total-epochs", "1", "--quiet"]) == 0
+    args = seen["args"]
+    assert args.data == "digits" and args.preset == "demo" and args.quiet
+    params = {**cli.PRESETS[args.preset], **params_from_args(args)}
+    assert params == {**cli.DEMO, "total_epochs": 1}
