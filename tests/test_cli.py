@@ -234,4 +234,4 @@ def test_demo_is_fit_digits_with_the_demo_preset(monkeypatch, tmp_path):
     args = seen["args"]
     assert args.data == "digits" and args.preset == "demo" and args.quiet
     params = {**cli.PRESETS[args.preset], **params_from_args(args)}
-    assert params == {**cli.DEMO, "total_epochs": 1}
+    assert params == {**cli.DEMO, "total_epochs": 1, "verbose": False}
