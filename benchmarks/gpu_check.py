@@ -300,7 +300,7 @@ def time_train_stage(images: np.ndarray, cfg: dict, device, cudnn_benchmark=None
     from simcne.data import load
     from simcne.losses import info_nce
     from simcne.models import make_model
-    from simcne.train import Stage, train_stage
+    from simcne.train import Stage, Training, train_stage
 
     old, autotune = torch.backends.cudnn.benchmark, getattr(train, "cudnn_autotune", None)
     if cudnn_benchmark is not None:
@@ -323,12 +323,13 @@ def time_train_stage(images: np.ndarray, cfg: dict, device, cudnn_benchmark=None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         clock.start()
-        train_stage(model, store, Stage(1, 1 + cfg["epochs"], cfg["lr"], 0),
-                    batch_size=cfg["batch_size"], augment=lambda x: aug(x, generator=gen),
-                    loss_fn=info_nce, device=device,
-                    generator=torch.Generator().manual_seed(2), momentum=cfg["momentum"],
-                    weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"],
-                    precision=cfg["precision"], callbacks=[clock])
+        train_stage(model, store, Stage(1, 1 + cfg["epochs"], cfg["lr"], 0, info_nce),
+                    Training(batch_size=cfg["batch_size"], device=device,
+                             augment=lambda x: aug(x, generator=gen),
+                             generator=torch.Generator().manual_seed(2),
+                             momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                             grad_clip=cfg["grad_clip"], precision=cfg["precision"],
+                             callbacks=[clock]))
         return clock, (len(store) // cfg["batch_size"]) * cfg["batch_size"], str(store.device)
     finally:
         torch.backends.cudnn.benchmark = old

@@ -37,7 +37,7 @@ from simcne.augment import Augment  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import BACKBONES, make_model, replace_last_linear, set_trainable  # noqa: E402
 from simcne.models.resnet import BasicBlock, ResNet  # noqa: E402
-from simcne.train import Stage, embed, train_stage  # noqa: E402
+from simcne.train import Stage, Training, embed, train_stage  # noqa: E402
 
 
 def parse(argv=None):
@@ -124,11 +124,11 @@ def main(argv=None) -> int:
             t[0] = time.perf_counter()
             return False
 
-        train_stage(model, store, stage, batch_size=a.bs[i],
-                    augment=lambda x: aug(x, generator=gen),
-                    loss_fn=lambda z: info_nce(z, "euclidean", exaggeration=rho), device=dev,
-                    generator=shuffle, optimizer=a.opt[i], weight_decay=a.wd[i],
-                    callbacks=[callback])
+        stage.loss_fn = lambda z: info_nce(z, "euclidean", exaggeration=rho)
+        train_stage(model, store, stage,
+                    Training(batch_size=a.bs[i], augment=lambda x: aug(x, generator=gen),
+                             device=dev, generator=shuffle, optimizer=a.opt[i],
+                             weight_decay=a.wd[i], callbacks=[callback]))
 
     def record():
         with open(a.results, "a") as f:

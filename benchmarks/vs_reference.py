@@ -60,7 +60,8 @@ from simcne.devices import resolve_device  # noqa: E402
 from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
-from simcne.train import Stage, autocast_for, train_stage, train_step  # noqa: E402
+from simcne.train import (Stage, Training, autocast_for, train_stage,  # noqa: E402
+                          train_step)
 
 GFLOP_PER_VIEW = 3.33  # ResNet18, SimCLR stem, 32x32, forward + backward
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,9 +152,9 @@ class SimCNE:
         self.forward = torch.compile(self.model) if compile else self.model
 
     def _stage(self, store):
-        train_stage(self.forward, store, Stage(1, 1, self.lr, 0), batch_size=self.batch,
-                    augment=self.augment, loss_fn=info_nce, device=self.device,
-                    generator=self.shuffle, precision=self.precision)
+        train_stage(self.forward, store, Stage(1, 1, self.lr, 0, info_nce),
+                    Training(batch_size=self.batch, augment=self.augment, device=self.device,
+                             generator=self.shuffle, precision=self.precision))
 
     def run(self, steps=None):
         """Time one epoch of the store, after one untimed step.

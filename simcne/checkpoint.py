@@ -151,3 +151,155 @@ def load_checkpoint(path, params: dict, n_images: int) -> dict | None:
             f"The checkpoint '{os.fspath(p)}' is of a run with other parameters ({what}). "
             "Delete it or pass another 'checkpoint' path.")
     return state
+
+
+class Keeper:
+    """One fit's run kept on disk: where it starts, its checkpoints, its last good state.
+
+    ``Keeper(path, params, n_images, every)`` (``path`` None: nothing is kept) reads the
+    checkpoint a crashed run with these parameters left, on rank 0, handed to the other
+    processes (:meth:`open`). Then :meth:`start` gives each stage its starting point,
+    :meth:`on_epoch_end` writes a checkpoint every ``every`` epochs and at each stage's end,
+    :meth:`restore_last_good` and :meth:`kept` serve a run that diverged, and
+    :meth:`complete` removes the file once the run is done.
+    """
+
+    def __init__(self, path, params: dict, n_images: int, every: int):
+        self.path, self.params, self.n_images, self.every = path, params, n_images, every
+        self.state: dict | None = None  # the checkpoint gone on from
+        self.saved: tuple[int, int] | None = None  # (stage, epoch) of the last one written
+
+    def open(self) -> "Keeper":
+        """Read the checkpoint at ``path`` if there is one (removing temporary files a
+        killed write left); ValueError for one of another run."""
+        from . import dist
+
+        if self.path is not None:
+            dist.on_main(remove_stale_temporaries, self.path)
+            # rank 0 reads it and hands it to the others (no shared file system needed)
+            self.state = dist.on_main(load_checkpoint, self.path, self.params, self.n_images)
+        if self.state is not None:
+            self.saved = (int(self.state["stage"]), int(self.state["epoch"]))
+        return self
+
+    @property
+    def resumed_from(self) -> tuple[int, int] | None:
+        return None if self.state is None else (int(self.state["stage"]),
+                                                int(self.state["epoch"]))
+
+    @property
+    def first_stage(self) -> int:
+        """The stage to go on with (1 for a new run)."""
+        return 1 if self.state is None else int(self.state["stage"])
+
+    def history(self) -> list:
+        return [] if self.state is None else [tuple(r) for r in self.state["history"].tolist()]
+
+    def stage_embeddings(self) -> list:
+        return [] if self.state is None else [e.numpy() for e in self.state["stage_embeddings"]]
+
+    def attach(self, *, model, seed: int, augment_gen, shuffle_gen, history: list,
+               stage_embeddings: list, stage_epochs: list, reseed) -> None:
+        """What a checkpoint holds and restores: the network, the seed, the generators of
+        augmentation and shuffling (and torch's global one), the loss history and the
+        finished stages' embeddings. ``reseed(*more)`` derives a seed for a process or a
+        generator whose state cannot be carried over."""
+        self.model, self.seed, self.augment_gen, self.shuffle_gen = (model, seed, augment_gen,
+                                                                     shuffle_gen)
+        self.history_list, self.embeddings, self.stage_epochs = (history, stage_embeddings,
+                                                                 stage_epochs)
+        self.reseed = reseed
+
+    def start(self, number: int) -> dict:
+        """Where stage ``number`` starts: ``{}`` from scratch, or ``start_epoch`` and
+        ``optimizer_state`` from the checkpoint (its weights and generators restored)."""
+        from . import dist
+
+        state = self.state
+        if state is None or number != self.first_stage:
+            return {}
+        self.model.load_state_dict(state["model"])
+        set_generator_state(self.augment_gen, state["rng"]["augment"],
+                            self.reseed(number, state["epoch"], 1))
+        self.shuffle_gen.set_state(state["rng"]["shuffle"])
+        by_rank = state["rng"].get("torch_by_rank")
+        if dist.rank() == 0 or by_rank is None:
+            torch.set_rng_state(state["rng"]["torch"])
+        if dist.rank() > 0:  # its own state when the run had this rank, else a fresh one
+            if by_rank is not None and dist.rank() < len(by_rank):
+                torch.set_rng_state(by_rank[dist.rank()].clone())  # its own storage
+            else:
+                torch.manual_seed(self.reseed(number, state["epoch"]))
+        return dict(start_epoch=state["epoch"], optimizer_state=state["optimizer"])
+
+    def on_epoch_end(self, stage: int, epoch: int, optimizer) -> None:
+        """Write a checkpoint every ``every`` epochs and at the end of each stage."""
+        from . import dist
+
+        _test_hook("epoch", stage, epoch)
+        if self.path is None or (epoch % self.every and epoch != self.stage_epochs[stage - 1]):
+            return
+        rng = {"augment": self.augment_gen.get_state(), "shuffle": self.shuffle_gen.get_state(),
+               "torch": torch.get_rng_state()}
+        if dist.world_size() > 1:  # the global generator differs by rank
+            rng["torch_by_rank"] = torch.stack(dist.all_gather_object(rng["torch"]))
+        if not dist.is_main():
+            return  # only rank 0 writes
+        save_checkpoint(self.path, params=self.params, seed=self.seed, n_images=self.n_images,
+                        stage=stage, epoch=epoch, model=self.model, optimizer=optimizer,
+                        rng=rng, history=self.history_list, stage_embeddings=self.embeddings)
+        self.saved = (stage, epoch)
+
+    def restore_last_good(self) -> bool:
+        """Give the network the weights of the last good checkpoint, where they fit it."""
+        if self.saved is None:
+            return False
+        try:
+            weights = torch.load(self.path, map_location="cpu", weights_only=True)["model"]
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError):
+            return False
+        current = self.model.state_dict()
+        if set(weights) != set(current) or any(weights[k].shape != current[k].shape
+                                               for k in current):
+            return False  # a checkpoint from before the stage-2 surgery
+        self.model.load_state_dict(weights)
+        return True
+
+    def kept(self, restored: bool = False) -> str:
+        """What a diverged run leaves behind, for its error message."""
+        if self.path is None:
+            return "No checkpoint was kept (pass 'checkpoint' to keep one)."
+        if self.saved is None:
+            return "No checkpoint was written before it (nothing finished well)."
+        return (f"The last good checkpoint, '{os.fspath(self.path)}' (stage {self.saved[0]}, "
+                f"epoch {self.saved[1]}), is kept" + (", and model_ holds its weights"
+                                                      if restored else "")
+                + "; delete it to start again with other parameters.")
+
+    def complete(self) -> None:
+        """The run is done: its checkpoint goes (on every process once this returns)."""
+        from . import dist
+
+        if self.path is None:
+            return
+        if dist.is_main():
+            Path(self.path).unlink(missing_ok=True)
+        dist.barrier()
+
+
+def set_generator_state(gen: torch.Generator, state: torch.Tensor, seed: int) -> None:
+    """Give ``gen`` a checkpoint's state; one from another device type (a CPU generator's
+    state is 5,056 bytes, a CUDA one's 16) cannot be carried over, so ``gen`` is seeded
+    with ``seed`` instead and a warning says that the run differs from an uninterrupted
+    one from here on."""
+    import warnings
+
+    if state.numel() == gen.get_state().numel():
+        gen.set_state(state)
+        return
+    gen.manual_seed(seed)
+    warnings.warn(
+        f"The checkpoint was written by a run on another device type than this one "
+        f"({gen.device.type}): its random augmentations go on from a new seed, so the result "
+        "differs from an uninterrupted run's (as much as two seeds' results differ).",
+        stacklevel=3)

@@ -6,7 +6,6 @@ import os
 import shutil
 import sys
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,12 +16,11 @@ from . import data as _data
 from . import dist
 from .augment import Augment, check_settings, resize
 from .devices import gpu_free_memory, resolve_device, store_fits
-from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
-                         save_checkpoint, training_params)
+from .checkpoint import Keeper, training_params
 from .losses import info_nce
 from .models import check_model, make_model, replace_last_linear, set_trainable
 from .params import error, is_int, is_real, validate
-from .train import (PREFIX, Stage, TrainingDiverged, autocast_for, embed,
+from .train import (PREFIX, Stage, Training, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
 
 class TSimCNE:
@@ -334,31 +332,81 @@ class TSimCNE:
         self._validate_params()
         store = _data.load(X, y, **_size_hint(X, self.image_size))
         self._resolve(store)
-        self._resume = None
-        self.resumed_from_ = None
-        if self.checkpoint is not None:
-            dist.on_main(remove_stale_temporaries, self.checkpoint)  # left by a kill mid-write
-            # rank 0 reads it and hands it to the others (no shared file system needed)
-            self._resume = dist.on_main(load_checkpoint, self.checkpoint, training_params(self),
-                                        len(store))
-            if self._resume is not None:
-                self.resumed_from_ = (int(self._resume["stage"]), int(self._resume["epoch"]))
-                self._seed = self._resume["seed"]
-                if self._verbose:
-                    print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
-                          f"stage {self._resume['stage']}, epoch {self._resume['epoch']} done",
-                          file=sys.stderr, flush=True)
+        keeper = Keeper(self.checkpoint, training_params(self), len(store),
+                        self.checkpoint_every).open()
+        self.resumed_from_ = keeper.resumed_from
+        if keeper.state is not None:
+            self._seed = keeper.state["seed"]
+            if self._verbose:
+                print(f"{PREFIX} going on from the checkpoint {os.fspath(self.checkpoint)!r}: "
+                      f"stage {keeper.saved[0]}, epoch {keeper.saved[1]} done",
+                      file=sys.stderr, flush=True)
         device = self._device
-        fork_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # torch's global generator (custom data_transforms, stochastic depth): the seed
             # on rank 0, one derived from it on the other ranks; the model is rank 0's
             torch.manual_seed(_rank_seed(self._seed))
             with dist.explain_timeouts():
-                self._fit(store, device)
+                self._fit(store, device, keeper)
         return self
 
-    def _fit(self, store, device) -> None:
+    def _fit(self, store, device, keeper: Keeper) -> None:
+        model, step_bytes = self._network(device)
+        self.labels_ = store.labels
+        store = _place(store, device, step_bytes)  # on the GPU where it fits beside the step
+        run = self._training(device, step_bytes, keeper)
+        stages = self._stages()
+        self.stage_embeddings_ = keeper.stage_embeddings()
+        keeper.attach(model=model, seed=self._seed, augment_gen=self._augment_gen,
+                      shuffle_gen=run.generator, history=run.history,
+                      stage_embeddings=self.stage_embeddings_, stage_epochs=self._epochs,
+                      reseed=lambda *more: _rank_seed(self._seed, *more))
+        self.__dict__.pop("embedding_", None)  # a diverged run leaves none
+        try:
+            # stage 1: the whole network, pretrain_out_dim outputs
+            stopped = self._stage(1, model, store, stages, run, keeper)
+            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, out_layer_std^2)
+            layer = replace_last_linear(model, self.out_dim, std=self.out_layer_std,
+                                        generator=torch.Generator().manual_seed(self._seed + 2))
+            if keeper.first_stage == 1:  # through the fresh, untrained out_dim layer
+                self.stage_embeddings_.append(self._finite_embedding(store, 1, stages))
+            # stage 2: only the new layer; stage 3: everything, at a small learning rate
+            stopped = stopped or self._stage(2, model, store, stages, run, keeper, only=layer)
+            stopped = stopped or self._stage(3, model, store, stages, run, keeper)
+        except TrainingDiverged as e:
+            restored = keeper.restore_last_good()
+            err = TrainingDiverged(f"{e} {keeper.kept(restored)}", e.stage, e.epoch, e.lr)
+            err.restored = restored  # model_ holds the last good checkpoint's weights
+            raise err from None
+        finally:
+            set_trainable(model)
+            self.loss_history_ = np.array(
+                run.history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
+        if not stopped:
+            keeper.complete()  # the run is done: its checkpoint goes
+        self.embedding_ = self.stage_embeddings_[-1]
+        if self._verbose:
+            print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
+                  flush=True)
+
+    def _stage(self, number: int, model, store, stages, run: Training, keeper: Keeper,
+               only=None) -> bool:
+        """Train stage ``number`` where it runs (it is asked for, and a checkpoint did not
+        finish it), ``only``'s parameters or all; note its embedding (stages 2 and 3).
+        True when a callback asked to stop."""
+        if number > len(stages) or number < keeper.first_stage:
+            return False
+        trainable = set_trainable(model, only=only)
+        if number == 2:
+            self.n_trainable_stage2_ = trainable
+        stopped = train_stage(model, store, stages[number - 1], run, **keeper.start(number))
+        if number > 1:
+            self.stage_embeddings_.append(self._finite_embedding(store, number, stages))
+        return stopped
+
+    def _network(self, device):
+        """The network to train, checked, on ``device`` and the same on every process
+        (``model_``), and the estimated memory of its training step."""
         model = make_model(self.backbone, self.projection_head, self.model,
                            in_channels=self.in_channels_, image_size=self.image_size_,
                            pretrain_out_dim=self.pretrain_out_dim)
@@ -370,122 +418,34 @@ class TSimCNE:
         step_bytes = self._check_memory(model, device)
         dist.broadcast_module(model)  # every process starts from rank 0's network
         self.model_ = model
-        self.labels_ = store.labels
-        train_store = _place(store, device, step_bytes)
-        gen = torch.Generator(device=device).manual_seed(self._seed)
-        shuffle_gen = torch.Generator().manual_seed(self._seed + 1)
-        augment = self._augment(gen)
-        metric, temperature = self._metric, self.temperature
+        return model, step_bytes
 
-        # under torchrun: this process's rows against every process's
-        gather = {"gather": True} if dist.is_distributed() else {}
-
-        def loss_for(number: int):
-            rho = self._exaggerations[number - 1]
-
-            def loss_fn(z):
-                return info_nce(z, metric, temperature, exaggeration=rho, **gather)
-            return loss_fn
-
+    def _training(self, device, step_bytes, keeper: Keeper) -> Training:
+        """What every stage shares: batches, augmentation, optimiser, callbacks, history."""
+        self._augment_gen = torch.Generator(device=device).manual_seed(self._seed)
         callbacks = ([] if self.callbacks is None else
                      [self.callbacks] if callable(self.callbacks) else list(self.callbacks))
-        resume = self._resume
-        history: list = [] if resume is None else [tuple(r) for r in resume["history"].tolist()]
-        self.stage_embeddings_ = ([] if resume is None else
-                                  [e.numpy() for e in resume["stage_embeddings"]])
-        first = 1 if resume is None else resume["stage"]  # the stage to go on with
+        return Training(
+            batch_size=self._batch_size, augment=self._augment(self._augment_gen),
+            device=device, generator=torch.Generator().manual_seed(self._seed + 1),
+            optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip, precision=self.precision, compile=self.compile,
+            callbacks=callbacks, verbose=self._verbose, history=keeper.history(),
+            on_epoch_end=keeper.on_epoch_end if keeper.path is not None else None,
+            step_bytes=step_bytes)
 
-        def start(number: int) -> dict:
-            """Where stage ``number`` starts: from scratch, or from the checkpoint."""
-            if resume is None or number != first:
-                return {}
-            model.load_state_dict(resume["model"])
-            _set_generator_state(gen, resume["rng"]["augment"],
-                                 _rank_seed(self._seed, number, resume["epoch"], 1))
-            shuffle_gen.set_state(resume["rng"]["shuffle"])
-            by_rank = resume["rng"].get("torch_by_rank")
-            if dist.rank() == 0 or by_rank is None:
-                torch.set_rng_state(resume["rng"]["torch"])
-            if dist.rank() > 0:  # its own state when the run had this rank, else a fresh one
-                if by_rank is not None and dist.rank() < len(by_rank):
-                    torch.set_rng_state(by_rank[dist.rank()].clone())  # its own storage
-                else:
-                    torch.manual_seed(_rank_seed(self._seed, number, resume["epoch"]))
-            return dict(start_epoch=resume["epoch"], optimizer_state=resume["optimizer"])
+    def _stages(self) -> list[Stage]:
+        """The stages that run, with their lengths, rates, warm-ups and losses (each its
+        exaggeration; under torchrun this process's rows against every process's)."""
+        gather = {"gather": True} if dist.is_distributed() else {}
+        metric, temperature = self._metric, self.temperature
 
-        on_epoch_end = None
-        saved = [None if resume is None else (resume["stage"], resume["epoch"])]
-        if self.checkpoint is not None:
-            params, every = training_params(self), self.checkpoint_every
+        def loss(rho: float):
+            return lambda z: info_nce(z, metric, temperature, exaggeration=rho, **gather)
 
-            def on_epoch_end(stage, epoch, opt):
-                _test_hook("epoch", stage, epoch)
-                if epoch % every and epoch != stages[stage - 1].epochs:
-                    return
-                rng = {"augment": gen.get_state(), "shuffle": shuffle_gen.get_state(),
-                       "torch": torch.get_rng_state()}
-                if dist.world_size() > 1:  # the global generator differs by rank
-                    rng["torch_by_rank"] = torch.stack(dist.all_gather_object(rng["torch"]))
-                if not dist.is_main():
-                    return  # only rank 0 writes
-                save_checkpoint(
-                    self.checkpoint, params=params, seed=self._seed, n_images=len(store),
-                    stage=stage, epoch=epoch, model=model, optimizer=opt, rng=rng,
-                    history=history, stage_embeddings=self.stage_embeddings_)
-                saved[0] = (stage, epoch)
-
-        common = dict(batch_size=self._batch_size, augment=augment,
-                      device=device, generator=shuffle_gen, optimizer=self.optimizer,
-                      momentum=self.momentum, weight_decay=self.weight_decay,
-                      grad_clip=self.grad_clip, callbacks=callbacks,
-                      verbose=self._verbose, compile=self.compile,
-                      precision=self.precision, history=history, on_epoch_end=on_epoch_end,
-                      step_bytes=step_bytes)
-        stages = [Stage(i + 1, e, lr, w)
-                  for i, (e, lr, w) in enumerate(zip(self._epochs, self._lrs, self._warmups))]
-        stopped = False
-        self.__dict__.pop("embedding_", None)  # a diverged run leaves none
-        try:
-            # stage 1: the whole network, pretrain_out_dim outputs
-            if first == 1:
-                set_trainable(model)
-                stopped = train_stage(model, train_store, stages[0], loss_fn=loss_for(1),
-                                      **common, **start(1))
-            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, out_layer_std^2)
-            layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
-                                        .manual_seed(self._seed + 2), std=self.out_layer_std)
-            if first == 1:
-                self.stage_embeddings_.append(self._finite_embedding(train_store, 1, stages))
-            if len(stages) > 1 and not stopped and first <= 2:
-                # stage 2: only the new layer
-                self.n_trainable_stage2_ = set_trainable(model, only=layer)
-                stopped = train_stage(model, train_store, stages[1], loss_fn=loss_for(2),
-                                      **common, **start(2))
-                self.stage_embeddings_.append(self._finite_embedding(train_store, 2, stages))
-            if len(stages) > 2 and not stopped:
-                # stage 3: everything, at a small learning rate
-                set_trainable(model)
-                stopped = train_stage(model, train_store, stages[2], loss_fn=loss_for(3),
-                                      **common, **start(3))
-                self.stage_embeddings_.append(self._finite_embedding(train_store, 3, stages))
-        except TrainingDiverged as e:
-            restored = saved[0] is not None and self._restore_last_good(model)
-            err = TrainingDiverged(f"{e} {self._kept(saved[0], restored)}", e.stage, e.epoch,
-                                   e.lr)
-            err.restored = restored  # model_ holds the last good checkpoint's weights
-            raise err from None
-        finally:
-            set_trainable(model)
-            self.loss_history_ = np.array(
-                history, dtype=[("stage", np.int64), ("epoch", np.int64), ("loss", np.float64)])
-        if self.checkpoint is not None and not stopped:
-            if dist.is_main():
-                Path(self.checkpoint).unlink(missing_ok=True)  # the run is complete
-            dist.barrier()  # ... on every process once fit returns
-        self.embedding_ = self.stage_embeddings_[-1]
-        if self._verbose:
-            print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
-                  flush=True)
+        return [Stage(i + 1, epochs, lr, warmup, loss(rho))
+                for i, (epochs, lr, warmup, rho) in enumerate(
+                    zip(self._epochs, self._lrs, self._warmups, self._exaggerations))]
 
     def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
         """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
@@ -531,30 +491,6 @@ class TSimCNE:
                 f"(about {fits} would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this "
                 "check).")
         return need
-
-    def _restore_last_good(self, model) -> bool:
-        """Give ``model`` the weights of the last good checkpoint, where they fit it."""
-        try:
-            weights = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["model"]
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError):
-            return False
-        current = model.state_dict()
-        if set(weights) != set(current) or any(weights[k].shape != current[k].shape
-                                               for k in current):
-            return False  # a checkpoint from before the stage-2 surgery
-        model.load_state_dict(weights)
-        return True
-
-    def _kept(self, saved, restored: bool = False) -> str:
-        """What a diverged run leaves behind, for its error message."""
-        if self.checkpoint is None:
-            return "No checkpoint was kept (pass 'checkpoint' to keep one)."
-        if saved is None:
-            return "No checkpoint was written before it (nothing finished well)."
-        return (f"The last good checkpoint, '{os.fspath(self.checkpoint)}' (stage {saved[0]}, "
-                f"epoch {saved[1]}), is kept" + (", and model_ holds its weights" if restored
-                                                 else "")
-                + "; delete it to start again with other parameters.")
 
     def _augment(self, generator) -> Callable:
         # under torchrun, each process applies its share of the global batch's draws
@@ -696,22 +632,6 @@ def _place(store, device: torch.device, step_bytes: int | None = None):
         return store
     fits = store_fits(store.nbytes, gpu_free_memory(device), step_bytes)
     return store.to(device) if fits else store
-
-
-def _set_generator_state(gen: torch.Generator, state: torch.Tensor, seed: int) -> None:
-    """Give ``gen`` a checkpoint's state; one from another device type (a CPU generator's
-    state is 5,056 bytes, a CUDA one's 16) cannot be carried over, so ``gen`` is seeded
-    with ``seed`` instead and a warning says that the run differs from an uninterrupted
-    one from here on."""
-    if state.numel() == gen.get_state().numel():
-        gen.set_state(state)
-        return
-    gen.manual_seed(seed)
-    warnings.warn(
-        f"The checkpoint was written by a run on another device type than this one "
-        f"({gen.device.type}): its random augmentations go on from a new seed, so the result "
-        "differs from an uninterrupted run's (as much as two seeds' results differ).",
-        stacklevel=2)
 
 
 def _size_hint(X, image_size) -> dict:

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch import nn
 from . import dist
 from ._heap import reuse_fits, reuse_freed_memory
 from .devices import cudnn_autotune, embed_batch_size
+from .losses import info_nce
 from .models import eval_mode
 
 PREFIX = "[simcne]"
@@ -38,12 +39,47 @@ def lr_at(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: int, base
 
 @dataclass
 class Stage:
-    """What one stage is told: its number, length, learning rate and warm-up."""
+    """What one stage is told: its number, length, learning rate, warm-up and loss.
+
+    ``loss_fn(z)`` maps the (2B, d) outputs of a batch's two views to the loss (default:
+    InfoNCE with the Cauchy kernel, :func:`simcne.losses.info_nce`).
+    """
 
     number: int
     epochs: int
     lr: float
     warmup: int
+    loss_fn: Callable = info_nce
+
+
+@dataclass
+class Training:
+    """What every stage of one fit shares: the settings of :func:`train_stage`.
+
+    ``store`` batches are ``batch_size`` images (under torchrun the global batch);
+    ``augment`` maps a float batch in [0, 1] to one random view; ``generator`` draws each
+    epoch's order. ``history`` (a list) gets ``(stage, epoch, loss)`` after every epoch;
+    ``on_epoch_end(stage, epoch, optimizer)`` runs then (it writes checkpoints), before each
+    ``callback(stage, epoch, loss, model)``, whose truthy return stops training.
+    ``step_bytes`` (see :func:`step_memory`) lets the CPU keep freed memory for reuse only
+    where it fits.
+    """
+
+    batch_size: int
+    augment: Callable
+    device: torch.device
+    generator: torch.Generator
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    grad_clip: float | None = 4.0
+    precision: str = "auto"
+    compile: bool = False
+    callbacks: Sequence = ()
+    verbose: int = 0
+    history: list | None = None
+    on_epoch_end: Callable | None = None
+    step_bytes: int | None = None
 
 
 class TrainingDiverged(FloatingPointError, ValueError):
@@ -202,46 +238,21 @@ def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> to
     return loss.detach()
 
 
-def train_stage(
-    model: nn.Module,
-    store,
-    stage: Stage,
-    *,
-    batch_size: int,
-    augment: Callable,
-    loss_fn: Callable,
-    device: torch.device,
-    generator: torch.Generator,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    grad_clip: float | None = 4.0,
-    callbacks=(),
-    verbose: int = 0,
-    compile: bool = False,
-    precision: str = "auto",
-    history: list | None = None,
-    start_epoch: int = 0,
-    optimizer_state: dict | None = None,
-    on_epoch_end: Callable | None = None,
-    step_bytes: int | None = None,
-) -> bool:
+def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
+                start_epoch: int = 0, optimizer_state: dict | None = None) -> bool:
     """Train ``model`` for one stage. Returns True when a callback asked to stop.
 
-    ``store`` hands out uint8 batches (``store.batch(index)``); ``augment`` maps a float
-    batch in [0, 1] to one random view. Each epoch's mean loss is appended to ``history`` as
-    ``(stage, epoch, loss)`` and passed to each ``callback(stage, epoch, loss, model)``.
-    To go on from a checkpoint, ``start_epoch`` epochs count as done and the optimiser
-    starts from ``optimizer_state``; ``on_epoch_end(stage, epoch, optimizer)`` runs after
-    every epoch, before the callbacks (it writes checkpoints). ``step_bytes`` (see
-    :func:`step_memory`) lets the CPU keep freed memory for reuse only where it fits.
+    ``store`` hands out uint8 batches (``store.batch(index)``); ``run`` says how (see
+    :class:`Training`). To go on from a checkpoint, ``start_epoch`` epochs count as done and
+    the optimiser starts from ``optimizer_state``.
 
-    Under torchrun (see :mod:`simcne.dist`), ``batch_size`` is the global batch: every
+    Under torchrun (see :mod:`simcne.dist`), ``run.batch_size`` is the global batch: every
     process draws the same permutation and trains on its consecutive ``batch_size / W``
     images of each batch, in DistributedDataParallel with BatchNorm over the global batch,
-    and ``loss_fn`` is expected to gather the other processes' z. The epoch's loss is the
-    mean over processes; a callback that stops on any process stops all.
+    and ``stage.loss_fn`` is expected to gather the other processes' z. The epoch's loss is
+    the mean over processes; a callback that stops on any process stops all.
     """
+    batch_size, device, verbose = run.batch_size, run.device, run.verbose
     if stage.epochs == 0:
         return False
     n = len(store)
@@ -251,10 +262,10 @@ def train_stage(
         raise ValueError(f"batch_size={batch_size} is not a multiple of the {w} processes")
     share = batch_size // w
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params, stage.lr, momentum, weight_decay)
+    opt = make_optimizer(run.optimizer, params, stage.lr, run.momentum, run.weight_decay)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
-    autocast = autocast_for(device, precision)
+    autocast = autocast_for(device, run.precision)
     model.train()
     bar = None
     if verbose:
@@ -268,17 +279,17 @@ def train_stage(
     loss_value = float("nan")
     # CPU: freed activations stay mapped for the next step, where memory allows (simcne._heap)
     reuse = device.type == "cpu"
-    if reuse and step_bytes is not None:
-        reuse, why = reuse_fits(step_bytes)
+    if reuse and run.step_bytes is not None:
+        reuse, why = reuse_fits(run.step_bytes)
         if verbose and not reuse:
             print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
     with reuse_freed_memory(reuse), cudnn_autotune(device), \
             dist.global_batchnorm(model, device):
         net = dist.data_parallel(model, device)  # the model itself in one process
-        forward = torch.compile(net) if compile else net
+        forward = torch.compile(net) if run.compile else net
         try:
             for epoch in range(start_epoch, stage.epochs):
-                order = torch.randperm(n, generator=generator)
+                order = torch.randperm(n, generator=run.generator)
                 if store.device == device and device.type == "cuda":
                     # the epoch's order on the GPU, copied from pinned memory without a sync
                     order = order.pin_memory().to(device, non_blocking=True)
@@ -290,18 +301,20 @@ def train_stage(
                     for group in opt.param_groups:
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
                     x = x.float().div_(255)
-                    total += train_step(forward, opt, x, augment, loss_fn, grad_clip, autocast)
+                    total += train_step(forward, opt, x, run.augment, stage.loss_fn,
+                                        run.grad_clip, autocast)
                 loss_value, finite = _loss_and_finite(total, steps, params)
                 if not math.isfinite(loss_value) or not finite:
                     _diverged(stage, epoch, steps, loss_value)
-                if history is not None:
-                    history.append((stage.number, epoch + 1, loss_value))
+                if run.history is not None:
+                    run.history.append((stage.number, epoch + 1, loss_value))
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_value:.4f}")
                     bar.update()
-                if on_epoch_end is not None:
-                    on_epoch_end(stage.number, epoch + 1, opt)
-                stop = any(cb(stage.number, epoch + 1, loss_value, model) for cb in callbacks)
+                if run.on_epoch_end is not None:
+                    run.on_epoch_end(stage.number, epoch + 1, opt)
+                stop = any(cb(stage.number, epoch + 1, loss_value, model)
+                           for cb in run.callbacks)
                 if dist.any_process(stop):
                     return True
         finally:

@@ -31,11 +31,11 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path, stop):
 
 
 def test_checkpoint_every_n_epochs_and_at_stage_ends(tiny, tmp_path, monkeypatch):
-    from simcne import estimator
+    from simcne import checkpoint
 
     saved = []
-    real = estimator.save_checkpoint
-    monkeypatch.setattr(estimator, "save_checkpoint",
+    real = checkpoint.save_checkpoint
+    monkeypatch.setattr(checkpoint, "save_checkpoint",
                         lambda path, **kw: saved.append((kw["stage"], kw["epoch"])) or
                         real(path, **kw))
     quick(total_epochs=[5, 1, 3], checkpoint=str(tmp_path / "c"), checkpoint_every=2).fit(

@@ -14,12 +14,13 @@ def record(monkeypatch):
     calls = []
     real = est_mod.train_stage
 
-    def spy(model, store, stage, **kw):
+    def spy(model, store, stage, run, **start):
+        kw = dict(vars(run))  # the stage's settings (simcne.train.Training)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         opt_before = kw["optimizer"]
         calls.append(dict(stage=stage, trainable=trainable, kw=kw, optimizer=opt_before,
                           total=sum(p.numel() for p in model.parameters())))
-        return real(model, store, stage, **kw)
+        return real(model, store, stage, run, **start)
 
     monkeypatch.setattr(est_mod, "train_stage", spy)
     return calls
