@@ -273,9 +273,7 @@ class Augment:
 
         On CPU this runs on one thread: it is some 150 elementwise operations on small
         tensors, for which splitting over threads saves little and, on a machine shared with
-        other jobs, costs a lot (two views of 128 images on the 2-core test machine: 17 ms
-        on one thread and 12 ms on two when it was quiet; 0.23 s and 2.2 s when it was
-        loaded; see BENCHMARKS.md).
+        other jobs, costs a lot (BENCHMARKS.md).
         """
         with _one_thread_on_cpu(x):
             return self._apply(x, p)

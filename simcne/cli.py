@@ -26,7 +26,7 @@ from .params import PYTHON_ONLY, scalar_if_one  # noqa: F401  PYTHON_ONLY: re-ex
 from .train import PREFIX
 
 # Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
-# minutes on a 2-core CPU (README "Small datasets" has the measurements behind each choice):
+# minutes on a 2-core CPU (docs/small_datasets.md; the measurements are in BENCHMARKS.md):
 # - resnet_tiny (widths 16/32/64): its cheaper steps buy 2.5 times the stage-3 epochs of
 #   resnet_small in the same time, and the map gains more from them than from the width;
 # - the augmentation without the mirror and with crops of 70-100 % of the image: a mirrored

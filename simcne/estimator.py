@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ from .devices import gpu_free_memory, resolve_device, store_fits
 from .checkpoint import Keeper, training_params
 from .losses import info_nce
 from .models import check_model, make_model, replace_last_linear, set_trainable
-from .params import error, is_int, is_real, validate
+from .params import error, is_int, is_real, numpydoc, validate
 from .train import (PREFIX, Stage, Training, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
 
@@ -38,99 +39,7 @@ class TSimCNE:
 
     Parameters
     ----------
-    model : nn.Module or None, default=None
-        A whole network mapping images to z (or to ``(z, h)``). When given, ``backbone`` and
-        ``projection_head`` are ignored. Its last ``nn.Linear`` is replaced in stage 2.
-    loss : {"infonce"}, default="infonce"
-        The contrastive loss.
-    metric : {None, "euclidean", "cosine", "gauss"}, default=None
-        The similarity of the loss. None and "euclidean" give t-SimCNE's Cauchy kernel
-        ``1/(1 + d^2)``; "cosine" gives SimCLR's loss with ``temperature``; "gauss" the
-        kernel ``exp(-d^2)``.
-    backbone : str or nn.Module, default="resnet18"
-        A name from ``simcne.models.BACKBONES`` or a module mapping images to features.
-    projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
-        "mlp" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, with
-        ``width`` the backbone's output width.
-    data_transform : dict, callable or None, default=None
-        The random view. None is the paper's augmentation, :class:`simcne.augment.Augment`
-        at ``image_size``. A dict changes some of its settings and keeps the others, e.g.
-        ``{"flip_p": 0, "crop_scale": (0.7, 1)}`` for images that a mirror or a small crop
-        turns into another class (digits, letters); its keys are ``crop_scale``,
-        ``crop_ratio``, ``flip_p``, ``jitter``, ``jitter_p`` and ``grayscale_p``. Being
-        plain data, it is stored in model files and checkpoints. A callable receives a float batch (B, C, H, W) in [0, 1] on the
-        training device and returns one view (B, C, *image_size); it is called twice a batch.
-    total_epochs : int or list of int, default=(1000, 50, 450)
-        Epochs of each stage. An int or a shorter list runs only the first stages: with one
-        stage the output is that of the fresh, untrained ``out_dim`` layer (the guide's first
-        panel); with two, the network after stage 2. Zeros are allowed.
-    batch_size : int, default=512
-        Images per step (each gives two views). Capped at the dataset size. Under torchrun
-        it is the global batch, shared out over the processes: a multiple of their number.
-    out_dim : int, default=2
-        Dimension of the final embedding.
-    pretrain_out_dim : int, default=128
-        Output dimension in stage 1.
-    optimizer : {"sgd", "adam", "adamw"}, default="sgd"
-    lr : "auto_batch", float or list of float, default="auto_batch"
-        "auto_batch" is ``0.03 * batch_size / 256`` for stages 1 and 2 and 1/1000 of that for
-        stage 3. A float is used likewise (stage 3 at 1/1000); a list gives each stage's rate.
-    warmup : "auto", int or list of int, default="auto"
-        Warm-up epochs per stage. "auto" is 10, 0 and 10 epochs, each capped at its stage's
-        length. An int is used for stages 1 and 3 (stage 2 has none); a list gives each.
-    momentum : float, default=0.9
-    weight_decay : float, default=5e-4
-    grad_clip : float or None, default=4.0
-        Gradients are clipped to [-grad_clip, grad_clip] element-wise. None disables it.
-    temperature : float, default=0.5
-        Temperature of the "cosine" metric.
-    exaggeration : float or list of float, default=1.0
-        Weight of the positive pair's term in the loss, ``-exaggeration * log k(z_i, z_pos)
-        + log sum_{j != i} k(z_i, z_j)``: 1 is InfoNCE (the paper's); more pulls each view
-        harder towards its pair than the batch pushes it away, which, as exaggeration does
-        for t-SNE, makes tighter, more separated clusters (Böhm, Berens & Kobak,
-        "Attraction-repulsion spectrum in neighbor embeddings", JMLR 2022). A float applies to stages 2 and 3 (the
-        ``out_dim`` stages), stage 1 keeping 1; a list gives each stage's.
-    out_layer_std : float, default=1.0
-        Standard deviation of the fresh ``out_dim`` layer's weights at the start of stage 2
-        (the paper's N(0, 1)). The output's scale is proportional to it; a smaller one, with
-        a larger stage-3 rate, let short runs on small data contract into clusters sooner.
-    image_size : None, int or (int, int), default=None
-        Size the network sees. None uses the stored size of the training images.
-    random_state : int or None, default=None
-        Seed for initialisation, shuffling and augmentation. The same seed gives the same
-        embedding on CPU.
-    device : "auto", str or torch.device, default="auto"
-        "auto" is CUDA when available, else CPU. "auto" and "cuda" become
-        ``cuda:<the current device>`` (under torchrun ``cuda:LOCAL_RANK``).
-    compile : bool, default=False
-        Wrap the network in ``torch.compile`` for training. On CPU its backend builds C++
-        kernels: without a C++ compiler ($CXX or g++) ``fit`` raises a ValueError before
-        training. Measured on a 2-core CPU: about 4 % faster epochs after about 12 s of
-        compiling each stage, so it is off by default.
-    precision : {"auto", "bf16", "fp32"}, default="auto"
-        Arithmetic of the network's forward passes (training and transform). "auto" is bf16
-        autocast on CUDA and on CPUs with native bf16 instructions (AVX512-BF16 or AMX-BF16,
-        detected by :func:`simcne.train.cpu_has_native_bf16`), fp32 elsewhere; "bf16" is
-        bf16 autocast on any device (emulated, and much slower than fp32, on CPUs without
-        native bf16); "fp32" never autocasts. Autocast covers the backbone only: the
-        projection head, the loss and the coordinates are fp32. Under "fp32" on CUDA,
-        torch's TF32 settings apply as they are (by default convolutions use TF32 and
-        matrix products do not; ``torch.backends.cudnn.allow_tf32 = False`` for full fp32).
-    checkpoint : str, path or None, default=None
-        A file to keep the run in while it trains: written atomically every
-        ``checkpoint_every`` epochs and at the end of each stage, removed when ``fit``
-        completes. When it exists at the start of ``fit`` (a crashed or interrupted run with
-        the same parameters and data), training goes on from it instead of starting over;
-        on CPU with the same thread count the result equals an uninterrupted run's. A file
-        from a run with other parameters or data is refused with a ValueError.
-    checkpoint_every : int, default=10
-        Epochs between checkpoints.
-    callbacks : callable, list of callables or None, default=None
-        Called after every epoch as ``callback(stage, epoch, loss, model)``; a truthy return
-        stops training and keeps the result so far.
-    verbose : bool or int, default=False
-        Print one-line stage summaries (prefix ``[simcne]``) and show progress bars.
+{parameters}
 
     Attributes
     ----------
@@ -608,6 +517,13 @@ class TSimCNE:
         from . import persist
 
         return persist.load(cls, path, device=device, **params)
+
+
+# The parameters' entries come from the one table (simcne.params), as --help's do.
+if TSimCNE.__doc__:
+    TSimCNE.__doc__ = TSimCNE.__doc__.replace("{parameters}", numpydoc(
+        {name: p.default for name, p in inspect.signature(TSimCNE).parameters.items()
+         if name != "self"}))
 
 
 def _rank_seed(seed: int, *more: int) -> int:

@@ -217,6 +217,9 @@ class Param:
     module: bool = False
     #: the flag that gives it in another form (verbose: --quiet), where it has no own flag
     flag: str | None = None
+    #: its type and its description, as the estimator's docstring shows them (numpydoc)
+    kind: str = ""
+    doc: str = ""
     name: str = field(default="", init=False)
 
 
@@ -224,85 +227,196 @@ _FLOAT_POS = Interval(float, 0, None, "neither")
 _INT_POS = Interval(int, 1, None)
 
 PARAMS: dict[str, Param] = {
-    "model": Param(none_or(instance(nn.Module, "a torch.nn.Module")), module=True),
+    "model": Param(none_or(instance(nn.Module, "a torch.nn.Module")), module=True,
+                 kind="nn.Module or None",
+                 doc=("A whole network mapping images to z (or to ``(z, h)``). When given, "
+                      "``backbone`` and ``projection_head`` are ignored. Its last ``nn.Linear`` "
+                      "is replaced in stage 2.")),
     "loss": Param(Options(("infonce",)), "the contrastive loss ('infonce')",
-                  dict(type=str, metavar="NAME")),
+                  dict(type=str, metavar="NAME"),
+                 kind="{\"infonce\"}",
+                 doc="The contrastive loss."),
     "metric": Param(none_or(Options(METRICS)),
                     "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
                     "(SimCLR, with --temperature) or gauss",
-                    dict(type=_none_or(str, "a name"), metavar="NAME")),
+                    dict(type=_none_or(str, "a name"), metavar="NAME"),
+                 kind="{None, \"euclidean\", \"cosine\", \"gauss\"}",
+                 doc=("The similarity of the loss. None and \"euclidean\" give t-SimCNE's Cauchy "
+                      "kernel ``1/(1 + d^2)``; \"cosine\" gives SimCLR's loss with ``temperature``;"
+                      " \"gauss\" the kernel ``exp(-d^2)``.")),
     "backbone": Param(AnyOf((instance(nn.Module, "an nn.Module"), Options(tuple(sorted(BACKBONES))))),
                       "backbone network: {backbones}", dict(type=str, metavar="NAME"),
-                      module=True),
+                      module=True,
+                 kind="str or nn.Module",
+                 doc=("A name from ``simcne.models.BACKBONES`` or a module mapping images to "
+                      "features.")),
     "projection_head": Param(AnyOf((instance(nn.Module, "an nn.Module"), Options(HEADS))),
-                             "'mlp' or 'linear'", dict(type=str, metavar="NAME"), module=True),
+                             "'mlp' or 'linear'", dict(type=str, metavar="NAME"), module=True,
+                 kind="{\"mlp\", \"linear\"} or nn.Module",
+                 doc=("\"mlp\" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, "
+                      "with ``width`` the backbone's output width.")),
     "data_transform": Param(Check(lambda v: v is None or isinstance(v, dict) or callable(v),
                                   "None, a dict of augmentation settings or a callable taking "
-                                  "a batch of images")),
+                                  "a batch of images"),
+                 kind="dict, callable or None",
+                 doc=("The random view. None is the paper's augmentation, "
+                      ":class:`simcne.augment.Augment` at ``image_size``. A dict changes some of "
+                      "its settings and keeps the others, e.g. ``{\"flip_p\": 0, \"crop_scale\": "
+                      "(0.7, 1)}`` for images that a mirror or a small crop turns into another "
+                      "class (digits, letters); its keys are ``crop_scale``, ``crop_ratio``, "
+                      "``flip_p``, ``jitter``, ``jitter_p`` and ``grayscale_p``. Being plain "
+                      "data, it is stored in model files and checkpoints. A callable receives a "
+                      "float batch (B, C, H, W) in [0, 1] on the training device and returns one "
+                      "view (B, C, *image_size); it is called twice a batch.")),
     "total_epochs": Param(AnyOf((Interval(int, 0), ListOf(Interval(int, 0), "")),
                                 text="an int >= 0 or a list of 1 to 3 ints >= 0"),
                           "epochs of stages 1, 2 and 3; fewer numbers run only the first "
-                          "stages", dict(type=int, nargs="+", metavar="N"), scalar_if_one),
+                          "stages", dict(type=int, nargs="+", metavar="N"), scalar_if_one,
+                 kind="int or list of int",
+                 doc=("Epochs of each stage. An int or a shorter list runs only the first stages:"
+                      " with one stage the output is that of the fresh, untrained ``out_dim`` "
+                      "layer (the guide's first panel); with two, the network after stage 2. "
+                      "Zeros are allowed.")),
     "batch_size": Param(Interval(int, 2), "images per step (two views each)",
-                        dict(type=int, metavar="N")),
-    "out_dim": Param(_INT_POS, "dimension of the embedding", dict(type=int, metavar="D")),
+                        dict(type=int, metavar="N"),
+                 kind="int",
+                 doc=("Images per step (each gives two views). Capped at the dataset size. Under "
+                      "torchrun it is the global batch, shared out over the processes: a multiple"
+                      " of their number.")),
+    "out_dim": Param(_INT_POS, "dimension of the embedding", dict(type=int, metavar="D"),
+                 kind="int",
+                 doc="Dimension of the final embedding."),
     "pretrain_out_dim": Param(_INT_POS, "output dimension in stage 1",
-                              dict(type=int, metavar="D")),
+                              dict(type=int, metavar="D"),
+                 kind="int",
+                 doc="Output dimension in stage 1."),
     "optimizer": Param(Options(("sgd", "adam", "adamw")), "sgd, adam or adamw",
-                       dict(type=str, metavar="NAME")),
+                       dict(type=str, metavar="NAME"),
+                 kind="{\"sgd\", \"adam\", \"adamw\"}",
+                 doc=""),
     "lr": Param(AnyOf((Options(("auto_batch",)), _FLOAT_POS,
                        per_stage(_FLOAT_POS, "floats > 0"))),
                 "'auto_batch' (0.03 * batch size / 256; stage 3 /1000), one rate (stage 3 "
                 "/1000) or one rate per stage",
                 dict(type=_word_or("auto_batch", float, "a float"), nargs="+", metavar="LR"),
-                scalar_if_one),
+                scalar_if_one,
+                 kind="\"auto_batch\", float or list of float",
+                 doc=("\"auto_batch\" is ``0.03 * batch_size / 256`` for stages 1 and 2 and 1/1000 "
+                      "of that for stage 3. A float is used likewise (stage 3 at 1/1000); a list "
+                      "gives each stage's rate.")),
     "warmup": Param(AnyOf((Options(("auto",)), Interval(int, 0),
                            per_stage(Interval(int, 0), "ints >= 0"))),
                     "warm-up epochs: 'auto' (10, 0, 10), one int (stages 1 and 3) or one per "
                     "stage", dict(type=_word_or("auto", int, "an int"), nargs="+", metavar="N"),
-                    scalar_if_one),
+                    scalar_if_one,
+                 kind="\"auto\", int or list of int",
+                 doc=("Warm-up epochs per stage. \"auto\" is 10, 0 and 10 epochs, each capped at "
+                      "its stage's length. An int is used for stages 1 and 3 (stage 2 has none); "
+                      "a list gives each.")),
     "momentum": Param(Interval(float, 0, 1, "left"), "SGD momentum",
-                      dict(type=float, metavar="M")),
-    "weight_decay": Param(Interval(float, 0), "weight decay", dict(type=float, metavar="W")),
+                      dict(type=float, metavar="M"),
+                 kind="float",
+                 doc=""),
+    "weight_decay": Param(Interval(float, 0), "weight decay", dict(type=float, metavar="W"),
+                 kind="float",
+                 doc=""),
     "grad_clip": Param(none_or(_FLOAT_POS), "clip gradients to [-C, C] element-wise; 'none' "
-                       "turns it off", dict(type=_none_or(float, "a float"), metavar="C")),
+                       "turns it off", dict(type=_none_or(float, "a float"), metavar="C"),
+                 kind="float or None",
+                 doc=("Gradients are clipped to [-grad_clip, grad_clip] element-wise. None "
+                      "disables it.")),
     "temperature": Param(_FLOAT_POS, "temperature of --metric cosine",
-                         dict(type=float, metavar="T")),
+                         dict(type=float, metavar="T"),
+                 kind="float",
+                 doc="Temperature of the \"cosine\" metric."),
     "exaggeration": Param(AnyOf((_FLOAT_POS, per_stage(_FLOAT_POS, "floats > 0"))),
                           "weight of the positive pair in the loss: one value for stages 2 "
                           "and 3 (stage 1 keeps 1), or one per stage; 1 is InfoNCE",
-                          dict(type=float, nargs="+", metavar="RHO"), scalar_if_one),
+                          dict(type=float, nargs="+", metavar="RHO"), scalar_if_one,
+                 kind="float or list of float",
+                 doc=("Weight of the positive pair's term in the loss, ``-exaggeration * log "
+                      "k(z_i, z_pos) + log sum_{j != i} k(z_i, z_j)``: 1 is InfoNCE (the "
+                      "paper's); more pulls each view harder towards its pair than the batch "
+                      "pushes it away, which, as exaggeration does for t-SNE, makes tighter, more"
+                      " separated clusters (Böhm, Berens & Kobak, \"Attraction-repulsion spectrum "
+                      "in neighbor embeddings\", JMLR 2022). A float applies to stages 2 and 3 "
+                      "(the ``out_dim`` stages), stage 1 keeping 1; a list gives each stage's.")),
     "out_layer_std": Param(_FLOAT_POS, "standard deviation of the fresh out_dim layer's "
-                           "weights in stage 2", dict(type=float, metavar="S")),
+                           "weights in stage 2", dict(type=float, metavar="S"),
+                 kind="float",
+                 doc=("Standard deviation of the fresh ``out_dim`` layer's weights at the start "
+                      "of stage 2 (the paper's N(0, 1)). The output's scale is proportional to "
+                      "it; a smaller one, with a larger stage-3 rate, let short runs on small "
+                      "data contract into clusters sooner.")),
     "image_size": Param(none_or(AnyOf((_INT_POS, ListOf(_INT_POS, "", most=2, least=2)),
                                       text="an int > 0 or a pair (height, width) of ints > 0")),
                         "H [W]: the size the network sees; none: the images' stored size",
-                        dict(type=int, nargs="+", metavar="N"), scalar_if_one),
+                        dict(type=int, nargs="+", metavar="N"), scalar_if_one,
+                 kind="None, int or (int, int)",
+                 doc="Size the network sees. None uses the stored size of the training images."),
     "random_state": Param(none_or(Interval(int)), "seed (the same seed gives the same map on "
-                          "CPU)", dict(type=_none_or(int, "an int"), metavar="SEED")),
+                          "CPU)", dict(type=_none_or(int, "an int"), metavar="SEED"),
+                 kind="int or None",
+                 doc=("Seed for initialisation, shuffling and augmentation. The same seed gives "
+                      "the same embedding on CPU.")),
     "device": Param(Check(_device_name, "'auto', a device name such as 'cpu' or 'cuda', or "
                           "a torch.device"),
                     "'auto' (CUDA when available), cpu, cuda, cuda:1, ...",
-                    dict(type=str, metavar="DEV"), free=True),
+                    dict(type=str, metavar="DEV"), free=True,
+                 kind="\"auto\", str or torch.device",
+                 doc=("\"auto\" is CUDA when available, else CPU. \"auto\" and \"cuda\" become "
+                      "``cuda:<the current device>`` (under torchrun ``cuda:LOCAL_RANK``).")),
     "compile": Param(instance(bool, "a bool"), "torch.compile the network for training",
-                     dict(action=argparse.BooleanOptionalAction), free=True),
+                     dict(action=argparse.BooleanOptionalAction), free=True,
+                 kind="bool",
+                 doc=("Wrap the network in ``torch.compile`` for training. On CPU its backend "
+                      "builds C++ kernels: without a C++ compiler ($CXX or g++) ``fit`` raises a "
+                      "ValueError before training. Off by default: compiling takes time at the "
+                      "start of each stage, and on CPU it gained little (BENCHMARKS.md).")),
     "precision": Param(Options(("auto", "bf16", "fp32")),
                        "forward passes in bf16 autocast (the backbone; the head and the map "
                        "stay fp32): auto (CUDA, and CPUs with native bf16), bf16 (everywhere), "
-                       "fp32 (never)", dict(choices=("auto", "bf16", "fp32"))),
+                       "fp32 (never)", dict(choices=("auto", "bf16", "fp32")),
+                 kind="{\"auto\", \"bf16\", \"fp32\"}",
+                 doc=("Arithmetic of the network's forward passes (training and transform). "
+                      "\"auto\" is bf16 autocast on CUDA and on CPUs with native bf16 instructions "
+                      "(AVX512-BF16 or AMX-BF16, detected by "
+                      ":func:`simcne.train.cpu_has_native_bf16`), fp32 elsewhere; \"bf16\" is bf16 "
+                      "autocast on any device (emulated, and much slower than fp32, on CPUs "
+                      "without native bf16); \"fp32\" never autocasts. Autocast covers the backbone"
+                      " only: the projection head, the loss and the coordinates are fp32. Under "
+                      "\"fp32\" on CUDA, torch's TF32 settings apply as they are (by default "
+                      "convolutions use TF32 and matrix products do not; "
+                      "``torch.backends.cudnn.allow_tf32 = False`` for full fp32).")),
     "checkpoint": Param(none_or(Check(lambda v: isinstance(v, (str, os.PathLike))
                                       and not Path(v).is_dir(), "a file path (not a folder)")),
                         "keep the run in FILE while it trains (every --checkpoint-every "
                         "epochs); run the same command again after a crash to go on from it. "
                         "'simcne fit' keeps one in DIR/checkpoint.pt unless told otherwise "
                         "(--no-checkpoint)", dict(type=_none_or(str, "a path"), metavar="FILE"),
-                        free=True),
+                        free=True,
+                 kind="str, path or None",
+                 doc=("A file to keep the run in while it trains: written atomically every "
+                      "``checkpoint_every`` epochs and at the end of each stage, removed when "
+                      "``fit`` completes. When it exists at the start of ``fit`` (a crashed or "
+                      "interrupted run with the same parameters and data), training goes on from "
+                      "it instead of starting over; on CPU with the same thread count the result "
+                      "equals an uninterrupted run's. A file from a run with other parameters or "
+                      "data is refused with a ValueError.")),
     "checkpoint_every": Param(_INT_POS, "epochs between checkpoints",
-                              dict(type=int, metavar="N"), free=True),
+                              dict(type=int, metavar="N"), free=True,
+                 kind="int",
+                 doc="Epochs between checkpoints."),
     "callbacks": Param(none_or(Check(_callbacks, "a callable or a list of callables")),
-                       free=True),
+                       free=True,
+                 kind="callable, list of callables or None",
+                 doc=("Called after every epoch as ``callback(stage, epoch, loss, model)``; a "
+                      "truthy return stops training and keeps the result so far.")),
     "verbose": Param(Check(lambda v: isinstance(v, (bool, numbers.Integral)), "a bool or an int"),
-                     free=True, flag="--quiet"),
+                     free=True, flag="--quiet",
+                 kind="bool or int",
+                 doc=("Print one-line stage summaries (prefix ``[simcne]``) and show progress "
+                      "bars.")),
 }
 for _name, _param in PARAMS.items():
     _param.name = _name
@@ -362,3 +476,22 @@ def _check_across(params: dict) -> None:
                     f"The 'warmup' parameter of TSimCNE asks for {w} warm-up epochs in stage "
                     f"{i + 1}, which has only {e} epochs (total_epochs="
                     f"{params['total_epochs']!r}).")
+
+
+def numpydoc(defaults: dict, indent: str = "    ") -> str:
+    """The numpydoc "Parameters" entries of every parameter, in the table's order:
+    ``name : kind, default=...`` and the description, wrapped (``defaults``: the
+    signature's)."""
+    import textwrap
+
+    def shown(value) -> str:
+        return f'"{value}"' if isinstance(value, str) else repr(value)
+
+    out = []
+    for name, param in PARAMS.items():
+        out.append(f"{indent}{name} : {param.kind}, default={shown(defaults[name])}")
+        if param.doc:
+            out.append(textwrap.fill(param.doc, 92, initial_indent=indent * 2,
+                                     subsequent_indent=indent * 2, break_long_words=False,
+                                     break_on_hyphens=False))
+    return "\n".join(out)

@@ -458,9 +458,7 @@ def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None
 
     Streams: batches of ``batch_size`` images (default on CUDA about 4 million pixels, 4,096
     images of 32x32, see :func:`simcne.devices.embed_batch_size`; 64 elsewhere, where
-    larger batches are no faster but cost memory: 32x32 images through resnet_small on the
-    2-core test machine, about 3,400 images/s at 64 and 3,000 at 256 with freed memory kept
-    for reuse as here, 1,100-1,500 at 256 without; ResNet18 271 at 64 and 237 at 256) go
+    larger batches were no faster but cost memory, BENCHMARKS.md) go
     through the model in eval mode without autograd (channels_last; the backbone under
     ``precision``'s autocast, the head in fp32), and each
     batch's outputs go into one preallocated (n, out_dim) array (from CUDA without waiting

@@ -141,3 +141,17 @@ def test_each_constraint_writes_its_own_text(name, value, text):
         validate(params)
     assert str(info.value) == (f"The '{name}' parameter of TSimCNE must be {text}. "
                                f"Got {value!r} instead.")
+
+
+def test_docstring_parameters_come_from_the_table():
+    import inspect
+
+    from simcne.params import PARAMS
+
+    doc = TSimCNE.__doc__
+    assert "{parameters}" not in doc
+    defaults = {n: p.default for n, p in inspect.signature(TSimCNE).parameters.items()}
+    for name, param in PARAMS.items():
+        shown = f'"{defaults[name]}"' if isinstance(defaults[name], str) else repr(defaults[name])
+        assert f"    {name} : {param.kind}, default={shown}\n" in doc
+    assert doc.index("    model :") < doc.index("    verbose :") < doc.index("Attributes")
