@@ -58,7 +58,7 @@ class Options(Constraint):
 
     def __post_init__(self):
         if not self.text:
-            shown = [v for v in self.values]
+            shown = list(self.values)
             self.text = repr(shown[0]) if len(shown) == 1 else f"one of {shown}"
 
     def __call__(self, value) -> bool:
