@@ -84,6 +84,24 @@ def _scalar_if_one(values):
     return values[0] if len(values) == 1 else list(values)
 
 
+def _normalize_from_words(words):
+    """--normalize: 'imagenet', 'none', or 2k numbers (k means, then k stds) -> the parameter."""
+    if len(words) == 1 and words[0].lower() in ("imagenet", "none"):
+        return None if words[0].lower() == "none" else "imagenet"
+    try:
+        values = [float(w) for w in words]
+    except ValueError:
+        values = None
+    if values is None or len(values) % 2:
+        raise UserError(
+            f"--normalize: expected 'imagenet', 'none', or the means then the standard "
+            f"deviations (an even count of numbers, e.g. 0.5 0.25 or M1 M2 M3 S1 S2 S3). Got "
+            f"{' '.join(words)!r} instead")
+    k = len(values) // 2
+    mean, std = values[:k], values[k:]
+    return (mean[0], std[0]) if k == 1 else (mean, std)
+
+
 # How each plain-valued TSimCNE parameter is given on the command line:
 # name -> (argparse keywords, how the parsed value becomes the parameter's value, help)
 _ONE = None
@@ -93,7 +111,22 @@ CLI_PARAMS = {
                "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
                "(SimCLR, with --temperature) or gauss"),
     "backbone": (dict(type=str, metavar="NAME"), _ONE, "backbone network: {backbones}"),
+    "backbone_weights": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
+                         "a state_dict file loaded into the named --backbone (torchvision's "
+                         "names accepted; tensors of another shape, such as the 7x7 ImageNet "
+                         "stem, stay as initialised, said in one line)"),
     "projection_head": (dict(type=str, metavar="NAME"), _ONE, "'mlp' or 'linear'"),
+    "init": (dict(type=_none_or(str, "a path"), metavar="FILE"), _ONE,
+             "warm start from a model file of 'simcne fit' (model.pt) of the same architecture "
+             "and image size: see --init-stage"),
+    "init_stage": (dict(type=int, choices=(1, 3), metavar="{1,3}"), _ONE,
+                   "1: stage 1 starts from --init's backbone and head (a fresh last layer); "
+                   "3: stages 1 and 2 are skipped, stage 3 fine-tunes --init's whole network"),
+    "normalize": (dict(nargs="+", metavar="V"), _normalize_from_words,
+                  "normalise the images after augmentation: 'imagenet' (ImageNet's mean and "
+                  "std, for ImageNet-pretrained networks), 'none', or the means, then the "
+                  "standard deviations, one per channel (M1 M2 M3 S1 S2 S3; M S for every "
+                  "channel alike)"),
     "total_epochs": (dict(type=int, nargs="+", metavar="N"), _scalar_if_one,
                      "epochs of stages 1, 2 and 3; fewer numbers run only the first stages"),
     "batch_size": (dict(type=int, metavar="N"), _ONE, "images per step (two views each)"),
@@ -421,14 +454,21 @@ class _StageClock:
     def __call__(self, stage, epoch, loss, model):
         self.last[int(stage)] = time.perf_counter()
 
-    def seconds(self, n_stages: int, end: float) -> dict:
+    def seconds(self, stages, end: float) -> dict:
         out, prev = {}, self.start
-        for s in range(1, n_stages + 1):
+        for s in stages:
             t = self.last.get(s, prev)
             out[f"stage_{s}"] = round(t - prev, 3)
             prev = t
         out["embedding_passes_and_rest"] = round(end - prev, 3)
         return out
+
+
+def _stages_run(est) -> list[int]:
+    """The numbers of the stages whose embeddings ``est.stage_embeddings_`` holds: from 1,
+    or only 3 after a warm start that skipped stages 1 and 2 (``init_stage=3``)."""
+    first = 3 if est.init is not None and est.init_stage == 3 else 1
+    return list(range(first, first + len(est.stage_embeddings_)))
 
 
 def _versions() -> dict:
@@ -519,7 +559,7 @@ def _fit(args) -> int:
         except ImportError as e:
             fig_note = "; ".join(filter(None, [fig_note, str(e)]))
             warnings.warn(f"no map.html: {e}", stacklevel=1)
-    n_stages = len(est.stage_embeddings_)
+    stages = _stages_run(est)
     end = time.perf_counter()
     hist = est.loss_history_
     report = {
@@ -533,14 +573,14 @@ def _fit(args) -> int:
         "n_classes": None if labels is None else int(len(np.unique(labels))),
         "class_names": store.class_names,
         "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
-        "stages_run": n_stages,
+        "stages_run": len(stages),
         "resumed_from": (None if est.resumed_from_ is None else
                          dict(zip(("stage", "epoch"), est.resumed_from_))),
         "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
-                       for s in range(1, n_stages + 1)},
+                       for s in stages},
         "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
-                       for s in range(1, n_stages + 1) if (hist["stage"] == s).any()},
-        "timings_s": {"read": round(t_read, 3), **clock.seconds(n_stages, t_fit0 + t_fit),
+                       for s in stages if (hist["stage"] == s).any()},
+        "timings_s": {"read": round(t_read, 3), **clock.seconds(stages, t_fit0 + t_fit),
                       "fit": round(t_fit, 3), "outputs": round(end - t_fit0 - t_fit, 3),
                       "total": round(end - t_start, 3)},
         "knn_accuracy": acc,
@@ -588,7 +628,10 @@ def _fit_figures(est, store, out: Path, acc) -> list[str]:
     save_figure(fig, out / "embedding.png")
     written.append("embedding.png")
     plt.close(fig)
-    axes = plot_stages(est.stage_embeddings_, labels, names)
+    from .plot import _STAGE_TITLES
+
+    titles = [_STAGE_TITLES[s - 1] for s in _stages_run(est)]
+    axes = plot_stages(est.stage_embeddings_, labels, names, titles=titles)
     fig = axes[0].figure
     save_figure(fig, out / "stages.png")
     written.append("stages.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -22,8 +23,8 @@ from .devices import gpu_free_memory, resolve_device, store_fits
 from .checkpoint import (_test_hook, load_checkpoint, remove_stale_temporaries,
                          save_checkpoint, training_params)
 from .losses import METRICS, info_nce
-from .models import (BACKBONES, HEADS, check_model, make_model, replace_last_linear,
-                     set_trainable)
+from .models import (BACKBONES, HEADS, check_model, load_backbone_weights, make_model,
+                     replace_last_linear, set_trainable)
 from .train import (PRECISIONS, PREFIX, Stage, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
 
@@ -79,10 +80,39 @@ class TSimCNE:
         ``1/(1 + d^2)``; "cosine" gives SimCLR's loss with ``temperature``; "gauss" the
         kernel ``exp(-d^2)``.
     backbone : str or nn.Module, default="resnet18"
-        A name from ``simcne.models.BACKBONES`` or a module mapping images to features.
+        A name from ``simcne.models.BACKBONES`` or a module mapping images to features. A
+        classification network (torchvision's ResNet, MobileNetV3 or EfficientNet, a timm
+        model, any module whose output comes from an ``nn.Linear``) loses its classifier:
+        that Linear (with the dropout right before it) is replaced by ``nn.Identity`` in a
+        copy, and ``verbose`` says what was dropped. ``fit`` trains copies of the modules it
+        is given: the module passed here is never changed (the trained network is
+        ``model_``). One-channel images given to a module whose first ``nn.Conv2d`` takes
+        3 channels are repeated to 3.
+    backbone_weights : str, path or None, default=None
+        A ``state_dict`` file (read with ``torch.load(..., weights_only=True)``) loaded into
+        the named ``backbone`` before training: torchvision's or timm's weights of the same
+        architecture (their names are simcne's), a simcne model file, or a training
+        checkpoint wrapping one (``{"state_dict": ...}``, ``{"model": ...}``). Tensors of
+        another shape (torchvision's 7x7 ResNet stem against the SimCLR 3x3 one) stay as
+        initialised and the file's classifier is left out, said in one warning line; a file
+        that fits less than half of the backbone's weights is a ValueError.
     projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
         "mlp" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, with
         ``width`` the backbone's output width.
+    init : str, path or None, default=None
+        A model file written by :meth:`save` to start from (a warm start): its weights, not
+        its other parameters. The file must be of the same architecture (``backbone``,
+        ``projection_head`` or ``model``) and ``normalize``, trained on images of the same
+        size and channels as this fit's (``image_size`` brings X to its size); otherwise a
+        ValueError names the file and what differs.
+    init_stage : {1, 3}, default=1
+        Where ``init``'s weights come in. 1: stage 1 starts from its backbone and
+        projection head, except the head's last layer (the file holds the ``out_dim`` one;
+        stage 1 gets a fresh ``pretrain_out_dim`` one); with ``total_epochs=[0, n2, n3]``
+        the old features get a new map. 3: stages 1 and 2 are skipped and stage 3
+        (``total_epochs[2]`` epochs at the stage-3 rate) fine-tunes the file's whole
+        network, its ``out_dim`` layer included; ``stage_embeddings_`` then holds one
+        embedding, the final one.
     data_transform : dict, callable or None, default=None
         The random view. None is the paper's augmentation, :class:`simcne.augment.Augment`
         at ``image_size``. A dict changes some of its settings and keeps the others, e.g.
@@ -91,6 +121,13 @@ class TSimCNE:
         ``crop_ratio``, ``flip_p``, ``jitter``, ``jitter_p`` and ``grayscale_p``. Being
         plain data, it is stored in model files and checkpoints. A callable receives a float batch (B, C, H, W) in [0, 1] on the
         training device and returns one view (B, C, *image_size); it is called twice a batch.
+    normalize : None, "imagenet" or (mean, std), default=None
+        Per-channel normalisation ``(x - mean) / std`` of the images in [0, 1], on the
+        device, after the augmentation in training and before the network in
+        :meth:`transform`. "imagenet" is ImageNet's mean (0.485, 0.456, 0.406) and std
+        (0.229, 0.224, 0.225), what ImageNet-pretrained networks expect. ``mean`` and
+        ``std`` are each a float (every channel) or one float per channel the network
+        receives. Stored in model files and checkpoints.
     total_epochs : int or list of int, default=(1000, 50, 450)
         Epochs of each stage. An int or a shorter list runs only the first stages: with one
         stage the output is that of the fresh, untrained ``out_dim`` layer (the guide's first
@@ -194,8 +231,12 @@ class TSimCNE:
         loss="infonce",
         metric=None,
         backbone="resnet18",
+        backbone_weights=None,
         projection_head="mlp",
+        init=None,
+        init_stage=1,
         data_transform=None,
+        normalize=None,
         total_epochs=(1000, 50, 450),
         batch_size=512,
         out_dim=2,
@@ -223,8 +264,12 @@ class TSimCNE:
         self.loss = loss
         self.metric = metric
         self.backbone = backbone
+        self.backbone_weights = backbone_weights
         self.projection_head = projection_head
+        self.init = init
+        self.init_stage = init_stage
         self.data_transform = data_transform
+        self.normalize = normalize
         self.total_epochs = total_epochs
         self.batch_size = batch_size
         self.out_dim = out_dim
@@ -295,6 +340,7 @@ class TSimCNE:
         if not isinstance(self.projection_head, nn.Module) and self.projection_head not in HEADS:
             raise _err("projection_head", f"an nn.Module or one of {list(HEADS)}",
                        self.projection_head)
+        self._validate_pretrained()
         if isinstance(self.data_transform, dict):
             check_settings(self.data_transform)
         elif self.data_transform is not None and not callable(self.data_transform):
@@ -308,6 +354,11 @@ class TSimCNE:
             raise _err("total_epochs", "an int >= 0 or a list of 1 to 3 ints >= 0",
                        self.total_epochs)
         n_stages = len(epochs)
+        if self.init_stage == 3 and n_stages < 3:
+            raise ValueError(
+                "The 'total_epochs' parameter of TSimCNE needs 3 stages when init_stage=3 "
+                "(stage 3 runs total_epochs[2] epochs from the init model; stages 1 and 2 "
+                f"are skipped), e.g. [0, 0, 100]. Got {self.total_epochs!r} instead.")
         for name in ("batch_size", "out_dim", "pretrain_out_dim"):
             value, low = getattr(self, name), (2 if name == "batch_size" else 1)
             if not _is_int(value) or value < low:
@@ -385,6 +436,43 @@ class TSimCNE:
             raise _err("callbacks", "None, a callable or a list of callables", cbs)
         if not isinstance(self.verbose, (bool, numbers.Integral)):
             raise _err("verbose", "a bool or an int", self.verbose)
+
+    def _validate_pretrained(self) -> None:
+        """backbone_weights, init, init_stage and normalize."""
+        def path_of(name, what):
+            value = getattr(self, name)
+            if value is None:
+                return None
+            if not isinstance(value, (str, os.PathLike)):
+                raise _err(name, f"None or the path of {what}", value)
+            if not Path(value).is_file():
+                raise _err(name, f"None or the path of {what} (no such file)", os.fspath(value))
+            return value
+
+        weights = path_of("backbone_weights", "a state_dict file")
+        if weights is not None and (self.model is not None or not isinstance(self.backbone, str)):
+            given = "'model' is given" if self.model is not None else "'backbone' is a module"
+            raise ValueError(
+                "The 'backbone_weights' parameter of TSimCNE loads a file into a named backbone "
+                f"(backbone='resnet18', ...), but {given}: load the weights into your module "
+                f"(module.load_state_dict(...)) before passing it. Got {os.fspath(weights)!r} "
+                "instead of None.")
+        init = path_of("init", "a model file written by TSimCNE.save")
+        if init is not None and weights is not None:
+            raise ValueError(
+                "The 'backbone_weights' parameter of TSimCNE must be None when 'init' is given "
+                f"(the init model file {os.fspath(init)!r} gives the whole network its "
+                f"weights). Got {os.fspath(weights)!r} instead.")
+        if not _is_int(self.init_stage) or self.init_stage not in (1, 3):
+            raise _err("init_stage", "1 (stage 1 starts from init's weights) or 3 (stage 3 "
+                       "fine-tunes init's whole network)", self.init_stage)
+        if self.init_stage == 3 and init is None:
+            raise ValueError("The 'init_stage' parameter of TSimCNE is 3, which fine-tunes the "
+                             "network of the model file 'init', but init is None. Got "
+                             "init_stage=3 without init instead.")
+        if not _normalize_ok(self.normalize):
+            raise _err("normalize", "None, 'imagenet' or a pair (mean, std), each a float or a "
+                       "list of floats (one per channel), std > 0", self.normalize)
 
     # -- resolved settings (private; parameters stay as given) ----------------------------
     def _resolve(self, store) -> None:
@@ -491,11 +579,29 @@ class TSimCNE:
         return self
 
     def _fit(self, store, device) -> None:
-        model = make_model(self.backbone, self.projection_head, self.model,
-                           in_channels=self.in_channels_, image_size=self.image_size_,
-                           pretrain_out_dim=self.pretrain_out_dim)
+        # fit trains copies of the modules it is given: training, the stage-2 surgery and a
+        # dropped classifier leave the user's objects as they were, and a second fit starts
+        # where the first did
+        given = [copy.deepcopy(v) if isinstance(v, nn.Module) else v
+                 for v in (self.backbone, self.projection_head, self.model)]
+        say = None
+        if self._verbose:
+            def say(line):
+                print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
+        model = make_model(*given, in_channels=self.in_channels_, image_size=self.image_size_,
+                           pretrain_out_dim=self.pretrain_out_dim, normalize=self.normalize,
+                           say=say)
         _check_forward(model, self.in_channels_, self.image_size_,
                        None if self.model is not None else self.backbone)
+        init_stage = self.init_stage if self.init is not None else 1
+        layer = None
+        if init_stage == 3:  # the file's network is the one after the surgery
+            layer = self._surgery(model)
+        if self._resume is None:  # else the checkpoint's weights are loaded below
+            if self.init is not None:
+                dist.on_main(self._load_init, model, init_stage, say)
+            elif self.backbone_weights is not None:
+                dist.on_main(self._load_backbone_weights, model, say)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -525,7 +631,7 @@ class TSimCNE:
         history: list = [] if resume is None else [tuple(r) for r in resume["history"].tolist()]
         self.stage_embeddings_ = ([] if resume is None else
                                   [e.numpy() for e in resume["stage_embeddings"]])
-        first = 1 if resume is None else resume["stage"]  # the stage to go on with
+        first = init_stage if resume is None else resume["stage"]  # the stage to go on with
 
         def start(number: int) -> dict:
             """Where stage ``number`` starts: from scratch, or from the checkpoint."""
@@ -583,9 +689,8 @@ class TSimCNE:
                 set_trainable(model)
                 stopped = train_stage(model, train_store, stages[0], loss_fn=loss_for(1),
                                       **common, **start(1))
-            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, out_layer_std^2)
-            layer = replace_last_linear(model, self.out_dim, generator=torch.Generator()
-                                        .manual_seed(self._seed + 2), std=self.out_layer_std)
+            if layer is None:
+                layer = self._surgery(model)
             if first == 1:
                 self.stage_embeddings_.append(self._finite_embedding(train_store, 1, stages))
             if len(stages) > 1 and not stopped and first <= 2:
@@ -618,6 +723,89 @@ class TSimCNE:
         if self._verbose:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
                   flush=True)
+
+    def _surgery(self, model) -> nn.Linear:
+        """A fresh Linear(hidden -> out_dim) for the head's last layer, N(0, out_layer_std^2)."""
+        return replace_last_linear(model, self.out_dim, generator=torch.Generator()
+                                   .manual_seed(self._seed + 2), std=self.out_layer_std)
+
+    def _load_backbone_weights(self, model, say) -> None:
+        """backbone_weights into the named backbone; one line on what did not load."""
+        line, partial = load_backbone_weights(model.backbone, self.backbone_weights,
+                                              self.backbone)
+        if partial:
+            warnings.warn(line, stacklevel=2)
+        elif say is not None:
+            say(line)
+
+    def _load_init(self, model, stage: int, say) -> None:
+        """The weights of the model file ``init``, checked against this fit (see ``init``)."""
+        from .persist import read_model_file
+        from .models import SimCNEModel, last_linear, resolve_normalize
+
+        path = os.fspath(self.init)
+        where = f"The 'init' model file {path!r}"
+        try:
+            state = read_model_file(self.init)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"The 'init' parameter of TSimCNE must name a simcne model file "
+                             f"(written by TSimCNE.save): {e}") from None
+        theirs_params = state["params"]
+        modules = set(state.get("module_params", []))
+        if int(state["in_channels"]) != self.in_channels_:
+            raise ValueError(f"{where} was trained on {state['in_channels']}-channel images, "
+                             f"but X has {self.in_channels_}-channel images.")
+        size = tuple(int(v) for v in state["image_size"])
+        if size != tuple(self.image_size_):
+            raise ValueError(
+                f"{where} was trained on images of {size[0]}x{size[1]}, but this fit sees "
+                f"{self.image_size_[0]}x{self.image_size_[1]}: pass image_size={list(size)} to "
+                "train at its size.")
+        for name in ("model", "backbone", "projection_head"):
+            ours, theirs = getattr(self, name), theirs_params.get(name)
+            if isinstance(ours, nn.Module) or name in modules:
+                if isinstance(ours, nn.Module) != (name in modules):
+                    raise ValueError(
+                        f"{where} was trained with {name}="
+                        f"{'an nn.Module' if name in modules else repr(theirs)}, but this "
+                        f"TSimCNE has {name}="
+                        f"{'an nn.Module' if isinstance(ours, nn.Module) else repr(ours)}.")
+            elif ours != theirs:
+                raise ValueError(f"{where} was trained with {name}={theirs!r}, but this "
+                                 f"TSimCNE has {name}={ours!r}.")
+        if resolve_normalize(theirs_params.get("normalize")) != resolve_normalize(self.normalize):
+            raise ValueError(
+                f"{where} was trained with normalize={theirs_params.get('normalize')!r}, but "
+                f"this TSimCNE has normalize={self.normalize!r}: its network expects that input.")
+        out_dim = int(state["embedding"].shape[1])
+        if stage == 3 and out_dim != self.out_dim:
+            raise ValueError(f"{where} maps to {out_dim} dimensions, but this TSimCNE has "
+                             f"out_dim={self.out_dim} (init_stage=3 fine-tunes its {out_dim}-D "
+                             "layer).")
+        own, weights = model.state_dict(), state["state_dict"]
+        skip = set()
+        if stage == 1:  # the file's last layer is the out_dim one: stage 1 gets a fresh one
+            _, _, last = last_linear(model.projection_head if isinstance(model, SimCNEModel)
+                                     else model)
+            skip = {k for k, p in model.named_parameters() if p is last.weight or p is last.bias}
+        differ = [k for k in own if k not in skip and (k not in weights
+                                                      or weights[k].shape != own[k].shape)]
+        differ += [k for k in weights if k not in own]
+        if differ:
+            def shape(d, k):
+                return tuple(d[k].shape) if k in d else "absent"
+            first = ", ".join(f"{k} (the file's {shape(weights, k)}, here {shape(own, k)})"
+                              for k in differ[:3])
+            raise ValueError(f"{where} holds a network of another architecture than this "
+                             f"TSimCNE's: {len(differ)} tensors differ, e.g. {first}.")
+        model.load_state_dict({k: v for k, v in weights.items() if k not in skip}, strict=False)
+        if say is not None:
+            n = len(state["embedding"])
+            say(f"init {path!r} (trained on {n} images): " + (
+                "stage 1 starts from its backbone and projection head, with a fresh "
+                f"{self.pretrain_out_dim}-D last layer" if stage == 1 else
+                f"stages 1 and 2 are skipped; stage 3 fine-tunes its whole network, "
+                f"{out_dim}-D layer included"))
 
     def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
         """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
@@ -804,6 +992,22 @@ class TSimCNE:
         from . import persist
 
         return persist.load(cls, path, device=device, **params)
+
+
+def _normalize_ok(value) -> bool:
+    """Whether ``value`` is a valid ``normalize``: None, "imagenet" or (mean, std)."""
+    if value is None or (isinstance(value, str) and value == "imagenet"):
+        return True
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return False
+
+    def values(v):
+        vs = list(v) if isinstance(v, (list, tuple)) else [v]
+        return vs if vs and all(_is_real(x) and math.isfinite(x) for x in vs) else None
+
+    mean, std = values(value[0]), values(value[1])
+    return (mean is not None and std is not None and all(s > 0 for s in std)
+            and (len(mean) == len(std) or 1 in (len(mean), len(std))))
 
 
 def _rank_seed(seed: int, *more: int) -> int:

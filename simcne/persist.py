@@ -217,8 +217,12 @@ def load(cls, path, device="auto", **params):
     image_size = tuple(int(s) for s in state["image_size"])
     in_channels = int(state["in_channels"])
     p = est.get_params()
+    # the input as in training (gray repeated to RGB, normalize) and, for a classification
+    # network passed as backbone, the same classifier dropped; backbone_weights and init
+    # only matter to fit: the file holds the trained weights
     model = make_model(p["backbone"], p["projection_head"], p["model"], in_channels=in_channels,
-                       image_size=image_size, pretrain_out_dim=p["pretrain_out_dim"])
+                       image_size=image_size, pretrain_out_dim=p["pretrain_out_dim"],
+                       normalize=p["normalize"])
     out_dim = int(state["embedding"].shape[1])
     replace_last_linear(model, out_dim)
     try:
