@@ -314,6 +314,19 @@ def test_torchvision_names_load_into_resnet18_but_the_stem(tmp_path):
     assert "fc.bias, fc.weight fit nothing" in line
 
 
+def test_rgb_stem_weights_serve_gray_images_summed(tmp_path):
+    torch.manual_seed(4)
+    rgb = make_backbone("mobilenetv3_small", 3)  # torchvision's names and shapes
+    torch.save(rgb.state_dict(), tmp_path / "mnv3.pth")
+    gray = make_backbone("mobilenetv3_small", 1)
+    line, partial = load_backbone_weights(gray, tmp_path / "mnv3.pth", "mobilenetv3_small")
+    assert not partial and "features.0.0.weight summed over its 3 input channels" in line
+    x = torch.rand(2, 1, 16, 16)
+    rgb.eval(), gray.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(gray(x), rgb(x.repeat(1, 3, 1, 1)))
+
+
 @pytest.mark.parametrize("wrap", [
     lambda sd: sd,
     lambda sd: {"state_dict": {"module." + k: v for k, v in sd.items()}},  # DDP, Lightning

@@ -296,9 +296,10 @@ def load_backbone_weights(backbone: nn.Module, path, name: str) -> tuple[str, bo
     ..., ``fc``) and torchvision's for MobileNetV3 and EfficientNetV2 (``features...``)
     are simcne's own; a prefix common to the file's names (``module.``, ``backbone.``,
     ``model.``) is found and removed. Tensors whose shape differs (torchvision's 7x7 ResNet
-    stem against the SimCLR 3x3 stem; a 3-channel first convolution against a 1-channel
-    one) stay as initialised; the file's tensors that fit no name (a classifier ``fc``,
-    a projection head) are left out.
+    stem against the SimCLR 3x3 stem) stay as initialised; the file's tensors that fit no
+    name (a classifier ``fc``, a projection head) are left out. A first convolution for
+    RGB loaded into one built for gray images (``in_channels=1``) is summed over its
+    input channels, which is what repeating the gray image to RGB would compute.
 
     Parameters
     ----------
@@ -325,9 +326,17 @@ def load_backbone_weights(backbone: nn.Module, path, name: str) -> tuple[str, bo
     own = backbone.state_dict()
     prefix = _best_prefix(tensors, own)
     theirs = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    fits, mismatched, missing = {}, [], []
+    fits, mismatched, missing, summed = {}, [], [], []
+    conv = first_conv(backbone)
+    stem = next((f"{n}.weight" for n, m in backbone.named_modules() if m is conv), None)
     for key, mine in own.items():
         t = theirs.get(key)
+        if (key == stem and t is not None and t.ndim == 4 and (t.shape[1], mine.shape[1]) == (3, 1)
+                and t.shape[:1] + t.shape[2:] == mine.shape[:1] + mine.shape[2:]):
+            # RGB weights, gray images: summing over the input channels is the same as
+            # repeating the gray image to RGB
+            t = t.sum(1, keepdim=True)
+            summed.append(key)
         if t is None:
             missing.append(key)
         elif t.shape != mine.shape:
@@ -357,6 +366,9 @@ def load_backbone_weights(backbone: nn.Module, path, name: str) -> tuple[str, bo
     n_fit = sum(1 for k in fits if not k.endswith("num_batches_tracked"))
     line = (f"backbone_weights {os.fspath(path)!r}{f' (prefix {prefix!r})' if prefix else ''}: "
             f"loaded {n_fit} of the {n_own} tensors of {name}")
+    if summed:
+        line += (f" ({summed[0]} summed over its 3 input channels for 1-channel images, the "
+                 "same as repeating them to RGB)")
     not_loaded = mismatched + [k for k in missing if not k.endswith("num_batches_tracked")]
     if not_loaded:
         line += f"; not loaded, kept as initialised: {_short(not_loaded)}"
