@@ -280,6 +280,17 @@ def test_normalize_must_fit_the_channels(tiny, rgb):
     quick(backbone=ResNetLike(), normalize="imagenet", total_epochs=[1]).fit(tiny[0][:32])
 
 
+def test_a_whole_model_gets_the_same_input(tiny):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model = make_model(model=net, in_channels=1, image_size=(8, 8), normalize=(0.5, 0.25))
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], net((x.repeat(1, 3, 1, 1) - 0.5) / 0.25))
+    est = quick(model=net, normalize=(0.5, 0.25), total_epochs=[1, 1, 1]).fit(tiny[0])
+    assert est.embedding_.shape == (120, 2) and type(net[3]) is nn.Linear  # surgery on a copy
+
+
 def test_a_checkpoint_of_another_normalize_is_refused(tiny, tmp_path):
     path = tmp_path / "run.ckpt"
     quick(total_epochs=[3, 1, 1], checkpoint=str(path), checkpoint_every=1,

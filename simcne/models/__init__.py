@@ -323,6 +323,8 @@ def make_model(
         inner = model.model if isinstance(model, WrappedModel) else (
             model.backbone if isinstance(model, SimCNEModel) else model)
         prep = make_input(inner, in_channels, normalize, say)
+        if prep is not None:
+            prep = prep.to(device=_dummy_images(inner, 1, (1, 1)).device)
         if not isinstance(model, (SimCNEModel, WrappedModel)):
             return WrappedModel(model, prep)
         if prep is not None:
@@ -341,10 +343,12 @@ def make_model(
         )
     bb = backbone if isinstance(backbone, nn.Module) else make_backbone(backbone, in_channels)
     prep = make_input(bb, in_channels, normalize, say)
+    x = _dummy_images(bb, in_channels, image_size)
+    if prep is not None:
+        prep = prep.to(device=x.device)  # beside the backbone's weights
     if isinstance(backbone, nn.Module):
-        x = _dummy_images(bb, in_channels, image_size)
         if prep is not None:
-            x = prep.to(device=x.device)(x)
+            x = prep(x)
         bb, dropped = drop_classifier(bb, x)
         if dropped is not None and say is not None:
             width = backbone_out_features(bb, x.shape[1], image_size)
