@@ -740,72 +740,11 @@ class TSimCNE:
 
     def _load_init(self, model, stage: int, say) -> None:
         """The weights of the model file ``init``, checked against this fit (see ``init``)."""
-        from .persist import read_model_file
-        from .models import SimCNEModel, last_linear, resolve_normalize
+        from .persist import load_init
 
-        path = os.fspath(self.init)
-        where = f"The 'init' model file {path!r}"
-        try:
-            state = read_model_file(self.init)
-        except (ValueError, OSError) as e:
-            raise ValueError(f"The 'init' parameter of TSimCNE must name a simcne model file "
-                             f"(written by TSimCNE.save): {e}") from None
-        theirs_params = state["params"]
-        modules = set(state.get("module_params", []))
-        if int(state["in_channels"]) != self.in_channels_:
-            raise ValueError(f"{where} was trained on {state['in_channels']}-channel images, "
-                             f"but X has {self.in_channels_}-channel images.")
-        size = tuple(int(v) for v in state["image_size"])
-        if size != tuple(self.image_size_):
-            raise ValueError(
-                f"{where} was trained on images of {size[0]}x{size[1]}, but this fit sees "
-                f"{self.image_size_[0]}x{self.image_size_[1]}: pass image_size={list(size)} to "
-                "train at its size.")
-        for name in ("model", "backbone", "projection_head"):
-            ours, theirs = getattr(self, name), theirs_params.get(name)
-            if isinstance(ours, nn.Module) or name in modules:
-                if isinstance(ours, nn.Module) != (name in modules):
-                    raise ValueError(
-                        f"{where} was trained with {name}="
-                        f"{'an nn.Module' if name in modules else repr(theirs)}, but this "
-                        f"TSimCNE has {name}="
-                        f"{'an nn.Module' if isinstance(ours, nn.Module) else repr(ours)}.")
-            elif ours != theirs:
-                raise ValueError(f"{where} was trained with {name}={theirs!r}, but this "
-                                 f"TSimCNE has {name}={ours!r}.")
-        if resolve_normalize(theirs_params.get("normalize")) != resolve_normalize(self.normalize):
-            raise ValueError(
-                f"{where} was trained with normalize={theirs_params.get('normalize')!r}, but "
-                f"this TSimCNE has normalize={self.normalize!r}: its network expects that input.")
-        out_dim = int(state["embedding"].shape[1])
-        if stage == 3 and out_dim != self.out_dim:
-            raise ValueError(f"{where} maps to {out_dim} dimensions, but this TSimCNE has "
-                             f"out_dim={self.out_dim} (init_stage=3 fine-tunes its {out_dim}-D "
-                             "layer).")
-        own, weights = model.state_dict(), state["state_dict"]
-        skip = set()
-        if stage == 1:  # the file's last layer is the out_dim one: stage 1 gets a fresh one
-            _, _, last = last_linear(model.projection_head if isinstance(model, SimCNEModel)
-                                     else model)
-            skip = {k for k, p in model.named_parameters() if p is last.weight or p is last.bias}
-        differ = [k for k in own if k not in skip and (k not in weights
-                                                      or weights[k].shape != own[k].shape)]
-        differ += [k for k in weights if k not in own]
-        if differ:
-            def shape(d, k):
-                return tuple(d[k].shape) if k in d else "absent"
-            first = ", ".join(f"{k} (the file's {shape(weights, k)}, here {shape(own, k)})"
-                              for k in differ[:3])
-            raise ValueError(f"{where} holds a network of another architecture than this "
-                             f"TSimCNE's: {len(differ)} tensors differ, e.g. {first}.")
-        model.load_state_dict({k: v for k, v in weights.items() if k not in skip}, strict=False)
+        line = load_init(self, model, stage)
         if say is not None:
-            n = len(state["embedding"])
-            say(f"init {path!r} (trained on {n} images): " + (
-                "stage 1 starts from its backbone and projection head, with a fresh "
-                f"{self.pretrain_out_dim}-D last layer" if stage == 1 else
-                f"stages 1 and 2 are skipped; stage 3 fine-tunes its whole network, "
-                f"{out_dim}-D layer included"))
+            say(line)
 
     def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
         """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
