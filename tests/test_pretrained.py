@@ -183,6 +183,17 @@ def test_gray_images_are_repeated_for_an_rgb_network():
                        nn.Identity)
 
 
+def test_verbose_says_what_was_dropped_and_repeated_once(tiny, capsys):
+    quick(backbone=ResNetLike(), total_epochs=[1, 1, 1], verbose=True).fit(tiny[0])
+    err = capsys.readouterr().err.splitlines()
+    dropped = [line for line in err if "dropped its classifier" in line]
+    repeated = [line for line in err if "repeated to 3 channels" in line]
+    assert len(dropped) == 1 and len(repeated) == 1
+    assert dropped[0].startswith("[simcne] backbone ResNetLike: dropped its classifier fc: "
+                                 "Linear(8 -> 1000)")
+    assert repeated[0].startswith("[simcne] the images have 1 channel")
+
+
 def test_fit_trains_copies_and_never_changes_the_modules_given(tiny):
     X = tiny[0]
     torch.manual_seed(0)
