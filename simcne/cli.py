@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import dist
 from .data.labels import read_labels
-from .outputs import fit_report, write_csv, write_json
+from .outputs import fit_report, stages_run, write_csv, write_json
 from .params import CLI_PARAMS as PARAMS_WITH_FLAGS
 from .params import PYTHON_ONLY, scalar_if_one  # noqa: F401  PYTHON_ONLY: re-exported
 from .train import PREFIX
@@ -240,9 +240,9 @@ class _StageClock:
     def __call__(self, stage, epoch, loss, model):
         self.last[int(stage)] = time.perf_counter()
 
-    def seconds(self, n_stages: int, end: float) -> dict:
+    def seconds(self, stages, end: float) -> dict:
         out, prev = {}, self.start
-        for s in range(1, n_stages + 1):
+        for s in stages:
             t = self.last.get(s, prev)
             out[f"stage_{s}"] = round(t - prev, 3)
             prev = t
@@ -332,7 +332,7 @@ def _fit(args) -> int:
         data=os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
         knn=(acc, acc_note), outputs=written + ["report.json"], figures_note=fig_note,
         started=started, timings={"read": round(t_read, 3),
-                                  **clock.seconds(len(est.stage_embeddings_), t_fit0 + t_fit),
+                                  **clock.seconds(stages_run(est), t_fit0 + t_fit),
                                   "fit": round(t_fit, 3),
                                   "outputs": round(end - t_fit0 - t_fit, 3),
                                   "total": round(end - t_start, 3)})
@@ -370,7 +370,10 @@ def _fit_figures(est, store, out: Path, acc) -> list[str]:
     save_figure(fig, out / "embedding.png")
     written.append("embedding.png")
     plt.close(fig)
-    axes = plot_stages(est.stage_embeddings_, labels, names)
+    from .plot import _STAGE_TITLES
+
+    titles = [_STAGE_TITLES[s - 1] for s in stages_run(est)]
+    axes = plot_stages(est.stage_embeddings_, labels, names, titles=titles)
     fig = axes[0].figure
     save_figure(fig, out / "stages.png")
     written.append("stages.png")

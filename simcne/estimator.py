@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import shutil
@@ -19,7 +20,8 @@ from .augment import Augment, check_settings, resize
 from .devices import gpu_free_memory, resolve_device, store_fits
 from .checkpoint import Keeper, training_params
 from .losses import info_nce
-from .models import check_model, make_model, replace_last_linear, set_trainable
+from .models import (check_model, load_backbone_weights, make_model, replace_last_linear,
+                     set_trainable)
 from .params import error, is_int, is_real, numpydoc, validate
 from .train import (PREFIX, Stage, Training, TrainingDiverged, autocast_for, embed,
                     step_memory, train_stage)
@@ -72,8 +74,12 @@ class TSimCNE:
         loss="infonce",
         metric=None,
         backbone="resnet18",
+        backbone_weights=None,
         projection_head="mlp",
+        init=None,
+        init_stage=1,
         data_transform=None,
+        normalize=None,
         total_epochs=(1000, 50, 450),
         batch_size=512,
         out_dim=2,
@@ -101,8 +107,12 @@ class TSimCNE:
         self.loss = loss
         self.metric = metric
         self.backbone = backbone
+        self.backbone_weights = backbone_weights
         self.projection_head = projection_head
+        self.init = init
+        self.init_stage = init_stage
         self.data_transform = data_transform
+        self.normalize = normalize
         self.total_epochs = total_epochs
         self.batch_size = batch_size
         self.out_dim = out_dim
@@ -260,7 +270,10 @@ class TSimCNE:
         return self
 
     def _fit(self, store, device, keeper: Keeper) -> None:
-        model, step_bytes = self._network(device)
+        init_stage = self.init_stage if self.init is not None else 1
+        model, step_bytes, layer = self._network(device, init_stage, resumed=keeper.state
+                                                 is not None)
+        first = keeper.first_stage if keeper.state is not None else init_stage
         self.labels_ = store.labels
         store = _place(store, device, step_bytes)  # on the GPU where it fits beside the step
         run = self._training(device, step_bytes, keeper)
@@ -273,15 +286,15 @@ class TSimCNE:
         self.__dict__.pop("embedding_", None)  # a diverged run leaves none
         try:
             # stage 1: the whole network, pretrain_out_dim outputs
-            stopped = self._stage(1, model, store, stages, run, keeper)
-            # the surgery: a fresh Linear(hidden -> out_dim), weights N(0, out_layer_std^2)
-            layer = replace_last_linear(model, self.out_dim, std=self.out_layer_std,
-                                        generator=torch.Generator().manual_seed(self._seed + 2))
-            if keeper.first_stage == 1:  # through the fresh, untrained out_dim layer
+            stopped = self._stage(1, first, model, store, stages, run, keeper)
+            if layer is None:  # the surgery: a fresh Linear(hidden -> out_dim)
+                layer = self._surgery(model)
+            if first == 1:  # through the fresh, untrained out_dim layer
                 self.stage_embeddings_.append(self._finite_embedding(store, 1, stages))
             # stage 2: only the new layer; stage 3: everything, at a small learning rate
-            stopped = stopped or self._stage(2, model, store, stages, run, keeper, only=layer)
-            stopped = stopped or self._stage(3, model, store, stages, run, keeper)
+            stopped = stopped or self._stage(2, first, model, store, stages, run, keeper,
+                                             only=layer)
+            stopped = stopped or self._stage(3, first, model, store, stages, run, keeper)
         except TrainingDiverged as e:
             restored = keeper.restore_last_good()
             err = TrainingDiverged(f"{e} {keeper.kept(restored)}", e.stage, e.epoch, e.lr)
@@ -298,12 +311,13 @@ class TSimCNE:
             print(f"{PREFIX} done: embedding of {len(store)} images in {self.out_dim} dimensions",
                   flush=True)
 
-    def _stage(self, number: int, model, store, stages, run: Training, keeper: Keeper,
-               only=None) -> bool:
-        """Train stage ``number`` where it runs (it is asked for, and a checkpoint did not
-        finish it), ``only``'s parameters or all; note its embedding (stages 2 and 3).
-        True when a callback asked to stop."""
-        if number > len(stages) or number < keeper.first_stage:
+    def _stage(self, number: int, first: int, model, store, stages, run: Training,
+               keeper: Keeper, only=None) -> bool:
+        """Train stage ``number`` where it runs (it is asked for, and comes at or after
+        ``first``: a checkpoint or a warm start skips the ones before), ``only``'s
+        parameters or all; note its embedding (stages 2 and 3). True when a callback asked
+        to stop."""
+        if number > len(stages) or number < first:
             return False
         trainable = set_trainable(model, only=only)
         if number == 2:
@@ -313,21 +327,61 @@ class TSimCNE:
             self.stage_embeddings_.append(self._finite_embedding(store, number, stages))
         return stopped
 
-    def _network(self, device):
-        """The network to train, checked, on ``device`` and the same on every process
-        (``model_``), and the estimated memory of its training step."""
-        model = make_model(self.backbone, self.projection_head, self.model,
-                           in_channels=self.in_channels_, image_size=self.image_size_,
-                           pretrain_out_dim=self.pretrain_out_dim)
+    def _network(self, device, init_stage: int, resumed: bool):
+        """The network to train, checked, with the weights it starts from (``init`` or
+        ``backbone_weights``, unless a checkpoint gives them), on ``device`` and the same on
+        every process (``model_``); the estimated memory of its training step; and, for a
+        warm start at stage 3, the out_dim layer (the file's network is the one after the
+        surgery), else None.
+
+        fit trains copies of the modules it is given: training, the stage-2 surgery and a
+        dropped classifier leave the user's objects as they were."""
+        given = [copy.deepcopy(v) if isinstance(v, nn.Module) else v
+                 for v in (self.backbone, self.projection_head, self.model)]
+        say = None
+        if self._verbose:
+            def say(line):
+                print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
+        model = make_model(*given, in_channels=self.in_channels_, image_size=self.image_size_,
+                           pretrain_out_dim=self.pretrain_out_dim, normalize=self.normalize,
+                           say=say)
         _check_forward(model, self.in_channels_, self.image_size_,
                        None if self.model is not None else self.backbone)
+        layer = self._surgery(model) if init_stage == 3 else None
+        if not resumed:  # else the checkpoint's weights are loaded at its stage
+            if self.init is not None:
+                dist.on_main(self._load_init, model, init_stage, say)
+            elif self.backbone_weights is not None:
+                dist.on_main(self._load_backbone_weights, model, say)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         step_bytes = self._check_memory(model, device)
         dist.broadcast_module(model)  # every process starts from rank 0's network
         self.model_ = model
-        return model, step_bytes
+        return model, step_bytes, layer
+
+    def _surgery(self, model) -> nn.Linear:
+        """A fresh Linear(hidden -> out_dim) for the head's last layer, N(0, out_layer_std^2)."""
+        return replace_last_linear(model, self.out_dim, std=self.out_layer_std,
+                                   generator=torch.Generator().manual_seed(self._seed + 2))
+
+    def _load_backbone_weights(self, model, say) -> None:
+        """backbone_weights into the named backbone; one line on what did not load."""
+        line, partial = load_backbone_weights(model.backbone, self.backbone_weights,
+                                              self.backbone)
+        if partial:
+            warnings.warn(line, stacklevel=2)
+        elif say is not None:
+            say(line)
+
+    def _load_init(self, model, stage: int, say) -> None:
+        """The weights of the model file ``init``, checked against this fit (see ``init``)."""
+        from .persist import load_init
+
+        line = load_init(self, model, stage)
+        if say is not None:
+            say(line)
 
     def _training(self, device, step_bytes, keeper: Keeper) -> Training:
         """What every stage shares: batches, augmentation, optimiser, callbacks, history."""

@@ -65,6 +65,13 @@ def _jsonable(value):
     return repr(value)
 
 
+def stages_run(est) -> list[int]:
+    """The numbers of the stages whose embeddings ``est.stage_embeddings_`` holds: from 1,
+    or only 3 after a warm start that skipped stages 1 and 2 (``init_stage=3``)."""
+    first = 3 if est.init is not None and est.init_stage == 3 else 1
+    return list(range(first, first + len(est.stage_embeddings_)))
+
+
 def versions() -> dict:
     """simcne's, torch's, numpy's and Python's versions and the platform."""
     import platform
@@ -86,7 +93,7 @@ def fit_report(est, store, *, command: str, data, knn, outputs, figures_note, st
 
     acc, acc_note = knn
     labels = est.labels_
-    n_stages = len(est.stage_embeddings_)
+    stages = stages_run(est)
     hist = est.loss_history_
     report = {
         "command": command,
@@ -99,13 +106,12 @@ def fit_report(est, store, *, command: str, data, knn, outputs, figures_note, st
         "n_classes": None if labels is None else int(len(np.unique(labels))),
         "class_names": store.class_names,
         "parameters": {k: v for k, v in est.get_params().items() if k != "callbacks"},
-        "stages_run": n_stages,
+        "stages_run": len(stages),
         "resumed_from": (None if est.resumed_from_ is None else
                          dict(zip(("stage", "epoch"), est.resumed_from_))),
-        "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum())
-                       for s in range(1, n_stages + 1)},
+        "epochs_run": {f"stage_{s}": int((hist["stage"] == s).sum()) for s in stages},
         "final_loss": {f"stage_{s}": float(hist["loss"][hist["stage"] == s][-1])
-                       for s in range(1, n_stages + 1) if (hist["stage"] == s).any()},
+                       for s in stages if (hist["stage"] == s).any()},
         "timings_s": timings,
         "knn_accuracy": acc,
         "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,

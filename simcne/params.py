@@ -174,6 +174,26 @@ def _callbacks(value) -> bool:
                                and all(callable(c) for c in value))
 
 
+def _file(value) -> bool:
+    return isinstance(value, (str, os.PathLike)) and Path(value).is_file()
+
+
+def _normalize_ok(value) -> bool:
+    """None, "imagenet" or (mean, std), each a finite float or one per channel, std > 0."""
+    if value is None or (isinstance(value, str) and value == "imagenet"):
+        return True
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return False
+
+    def values(v):
+        vs = list(v) if isinstance(v, (list, tuple)) else [v]
+        return vs if vs and all(is_real(x) and math.isfinite(x) for x in vs) else None
+
+    mean, std = values(value[0]), values(value[1])
+    return (mean is not None and std is not None and all(s > 0 for s in std)
+            and (len(mean) == len(std) or 1 in (len(mean), len(std))))
+
+
 # -- command-line values --------------------------------------------------------------------
 def _none_or(conv, what):
     def parse(text):
@@ -195,6 +215,24 @@ def _word_or(word, conv, what):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {word!r} or {what}, got {text!r}") from None
     return parse
+
+
+def normalize_from_words(words):
+    """--normalize: 'imagenet', 'none', or 2k numbers (k means, then k stds) -> the parameter."""
+    if len(words) == 1 and words[0].lower() in ("imagenet", "none"):
+        return None if words[0].lower() == "none" else "imagenet"
+    try:
+        values = [float(w) for w in words]
+    except ValueError:
+        values = None
+    if values is None or len(values) % 2:
+        raise ValueError(
+            f"--normalize: expected 'imagenet', 'none', or the means then the standard "
+            f"deviations (an even count of numbers, e.g. 0.5 0.25 or M1 M2 M3 S1 S2 S3). Got "
+            f"{' '.join(words)!r} instead")
+    k = len(values) // 2
+    mean, std = values[:k], values[k:]
+    return (mean[0], std[0]) if k == 1 else (mean, std)
 
 
 def scalar_if_one(values):
@@ -249,12 +287,61 @@ PARAMS: dict[str, Param] = {
                       module=True,
                  kind="str or nn.Module",
                  doc=("A name from ``simcne.models.BACKBONES`` or a module mapping images to "
-                      "features.")),
+                      "features. A classification network (torchvision's ResNet, MobileNetV3 or "
+                      "EfficientNet, a timm model, any module whose output comes from an "
+                      "``nn.Linear``) loses its classifier: that Linear (with the dropout right "
+                      "before it) is replaced by ``nn.Identity`` in a copy, and ``verbose`` says "
+                      "what was dropped. ``fit`` trains copies of the modules it is given: the "
+                      "module passed here is never changed (the trained network is ``model_``). "
+                      "One-channel images given to a module whose first ``nn.Conv2d`` takes 3 "
+                      "channels are repeated to 3.")),
+    "backbone_weights": Param(none_or(Check(_file, "the path of a state_dict file (an "
+                                            "existing file)")),
+                              "a state_dict file loaded into the named --backbone "
+                              "(torchvision's names accepted; tensors of another shape, such as "
+                              "the 7x7 ImageNet stem, stay as initialised, said in one line)",
+                              dict(type=_none_or(str, "a path"), metavar="FILE"),
+                 kind="str, path or None",
+                 doc=("A ``state_dict`` file (read with ``torch.load(..., weights_only=True)``) "
+                      "loaded into the named ``backbone`` before training: torchvision's or "
+                      "timm's weights of the same architecture (their names are simcne's), a "
+                      "simcne model file, or a training checkpoint wrapping one "
+                      "(``{\"state_dict\": ...}``, ``{\"model\": ...}``). Tensors of another "
+                      "shape (torchvision's 7x7 ResNet stem against the SimCLR 3x3 one) stay as "
+                      "initialised and the file's classifier is left out, said in one warning "
+                      "line; a file that fits less than half of the backbone's weights is a "
+                      "ValueError.")),
     "projection_head": Param(AnyOf((instance(nn.Module, "an nn.Module"), Options(HEADS))),
                              "'mlp' or 'linear'", dict(type=str, metavar="NAME"), module=True,
                  kind="{\"mlp\", \"linear\"} or nn.Module",
                  doc=("\"mlp\" is ``Linear(width, 1024) - ReLU - Linear(1024, pretrain_out_dim)``, "
                       "with ``width`` the backbone's output width.")),
+    "init": Param(none_or(Check(_file, "the path of a model file written by TSimCNE.save "
+                                "(an existing file)")),
+                  "warm start from a model file of 'simcne fit' (model.pt) of the same "
+                  "architecture and image size: see --init-stage",
+                  dict(type=_none_or(str, "a path"), metavar="FILE"),
+                 kind="str, path or None",
+                 doc=("A model file written by :meth:`save` to start from (a warm start): its "
+                      "weights, not its other parameters. The file must be of the same "
+                      "architecture (``backbone``, ``projection_head`` or ``model``) and "
+                      "``normalize``, trained on images of the same size and channels as this "
+                      "fit's (``image_size`` brings X to its size); otherwise a ValueError names "
+                      "the file and what differs.")),
+    "init_stage": Param(Check(lambda v: is_int(v) and v in (1, 3),
+                              "1 (stage 1 starts from init's weights) or 3 (stage 3 fine-tunes "
+                              "init's whole network)"),
+                        "1: stage 1 starts from --init's backbone and head (a fresh last "
+                        "layer); 3: stages 1 and 2 are skipped, stage 3 fine-tunes --init's "
+                        "whole network", dict(type=int, choices=(1, 3), metavar="{1,3}"),
+                 kind="{1, 3}",
+                 doc=("Where ``init``'s weights come in. 1: stage 1 starts from its backbone "
+                      "and projection head, except the head's last layer (the file holds the "
+                      "``out_dim`` one; stage 1 gets a fresh ``pretrain_out_dim`` one); with "
+                      "``total_epochs=[0, n2, n3]`` the old features get a new map. 3: stages 1 "
+                      "and 2 are skipped and stage 3 (``total_epochs[2]`` epochs at the stage-3 "
+                      "rate) fine-tunes the file's whole network, its ``out_dim`` layer "
+                      "included; ``stage_embeddings_`` then holds one embedding, the final one.")),
     "data_transform": Param(Check(lambda v: v is None or isinstance(v, dict) or callable(v),
                                   "None, a dict of augmentation settings or a callable taking "
                                   "a batch of images"),
@@ -268,6 +355,20 @@ PARAMS: dict[str, Param] = {
                       "data, it is stored in model files and checkpoints. A callable receives a "
                       "float batch (B, C, H, W) in [0, 1] on the training device and returns one "
                       "view (B, C, *image_size); it is called twice a batch.")),
+    "normalize": Param(Check(_normalize_ok, "None, 'imagenet' or a pair (mean, std), each a "
+                             "float or a list of floats (one per channel), std > 0"),
+                       "normalise the images after augmentation: 'imagenet' (ImageNet's mean "
+                       "and std, for ImageNet-pretrained networks), 'none', or the means, then "
+                       "the standard deviations, one per channel (M1 M2 M3 S1 S2 S3; M S for "
+                       "every channel alike)", dict(nargs="+", metavar="V"), normalize_from_words,
+                 kind="None, \"imagenet\" or (mean, std)",
+                 doc=("Per-channel normalisation ``(x - mean) / std`` of the images in [0, 1], "
+                      "on the device, after the augmentation in training and before the network "
+                      "in :meth:`transform`. \"imagenet\" is ImageNet's mean (0.485, 0.456, "
+                      "0.406) and std (0.229, 0.224, 0.225), what ImageNet-pretrained networks "
+                      "expect. ``mean`` and ``std`` are each a float (every channel) or one "
+                      "float per channel the network receives. Stored in model files and "
+                      "checkpoints.")),
     "total_epochs": Param(AnyOf((Interval(int, 0), ListOf(Interval(int, 0), "")),
                                 text="an int >= 0 or a list of 1 to 3 ints >= 0"),
                           "epochs of stages 1, 2 and 3; fewer numbers run only the first "
@@ -467,6 +568,7 @@ def _check_across(params: dict) -> None:
             raise ValueError(
                 f"The '{name}' parameter of TSimCNE needs a value for each of the "
                 f"{len(epochs)} stages that total_epochs runs. Got {list(value)!r} instead.")
+    _check_pretrained(params, epochs)
     warmup = params["warmup"]
     if warmup != "auto":
         per = list(warmup) if isinstance(warmup, (list, tuple)) else [warmup, 0, warmup]
@@ -495,3 +597,30 @@ def numpydoc(defaults: dict, indent: str = "    ") -> str:
                                      subsequent_indent=indent * 2, break_long_words=False,
                                      break_on_hyphens=False))
     return "\n".join(out)
+
+
+def _check_pretrained(params: dict, epochs: list) -> None:
+    """backbone_weights, init and init_stage against each other and the other parameters."""
+    weights, init = params["backbone_weights"], params["init"]
+    if weights is not None and (params["model"] is not None
+                                or not isinstance(params["backbone"], str)):
+        given = "'model' is given" if params["model"] is not None else "'backbone' is a module"
+        raise ValueError(
+            "The 'backbone_weights' parameter of TSimCNE loads a file into a named backbone "
+            f"(backbone='resnet18', ...), but {given}: load the weights into your module "
+            f"(module.load_state_dict(...)) before passing it. Got {os.fspath(weights)!r} "
+            "instead of None.")
+    if init is not None and weights is not None:
+        raise ValueError(
+            "The 'backbone_weights' parameter of TSimCNE must be None when 'init' is given "
+            f"(the init model file {os.fspath(init)!r} gives the whole network its "
+            f"weights). Got {os.fspath(weights)!r} instead.")
+    if params["init_stage"] == 3 and init is None:
+        raise ValueError("The 'init_stage' parameter of TSimCNE is 3, which fine-tunes the "
+                         "network of the model file 'init', but init is None. Got "
+                         "init_stage=3 without init instead.")
+    if params["init_stage"] == 3 and len(epochs) < 3:
+        raise ValueError(
+            "The 'total_epochs' parameter of TSimCNE needs 3 stages when init_stage=3 "
+            "(stage 3 runs total_epochs[2] epochs from the init model; stages 1 and 2 "
+            f"are skipped), e.g. [0, 0, 100]. Got {params['total_epochs']!r} instead.")

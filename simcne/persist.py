@@ -1,4 +1,5 @@
-"""Model files: what :meth:`TSimCNE.save` writes and :meth:`TSimCNE.load` reads.
+"""Model files: what :meth:`TSimCNE.save` writes and :meth:`TSimCNE.load` reads, and
+warm starts from them (``TSimCNE(init=...)``, :func:`load_init`).
 
 A model file is a ``torch.save`` of one dict holding only plain data (str, int, float,
 bool, None, lists, dicts) and tensors, so that it is read back with
@@ -15,6 +16,8 @@ Layout of format version 1::
     tuple_params      names of parameters given as tuples (stored as lists)
     state_dict        the trained network's weights (after the stage-2 surgery), on CPU
     image_size        [H, W] the network sees;  in_channels: int
+                      (the input module in front of the backbone, gray to RGB and
+                      ``normalize``, has no saved state: it is rebuilt from params)
     labels            tensor, list of str, or None
     embedding         tensor (n, out_dim);  stage_embeddings: list of tensors
     loss_history      {"stage": tensor, "epoch": tensor, "loss": tensor}
@@ -218,8 +221,12 @@ def load(cls, path, device="auto", **params):
     image_size = tuple(int(s) for s in state["image_size"])
     in_channels = int(state["in_channels"])
     p = est.get_params()
+    # the input as in training (gray repeated to RGB, normalize) and, for a classification
+    # network passed as backbone, the same classifier dropped; backbone_weights and init
+    # only matter to fit: the file holds the trained weights
     model = make_model(p["backbone"], p["projection_head"], p["model"], in_channels=in_channels,
-                       image_size=image_size, pretrain_out_dim=p["pretrain_out_dim"])
+                       image_size=image_size, pretrain_out_dim=p["pretrain_out_dim"],
+                       normalize=p["normalize"])
     out_dim = int(state["embedding"].shape[1])
     replace_last_linear(model, out_dim)
     try:
@@ -244,3 +251,85 @@ def load(cls, path, device="auto", **params):
     est.stage_embeddings_ = state["stage_embeddings"]
     est.loss_history_ = state["loss_history"]
     return est
+
+
+def load_init(est, model, stage: int) -> str:
+    """Give ``model`` the weights of the model file ``est.init`` (a warm start).
+
+    Checks the file against the fit: the images' channels and size (``est.in_channels_``,
+    ``est.image_size_``), the architecture (``backbone``, ``projection_head``, ``model``:
+    names, or modules on both sides), ``normalize`` and, for ``stage`` 3, ``out_dim``; then
+    every tensor's name and shape. ``stage`` 1 loads all but the head's last layer (the
+    file's is the ``out_dim`` one); ``stage`` 3 loads everything into ``model`` after its
+    stage-2 surgery. Returns one line saying what was done.
+
+    Raises
+    ------
+    ValueError
+        Naming 'init' and the file, and what differs.
+    """
+    from .models import SimCNEModel, last_linear, resolve_normalize
+
+    path = os.fspath(est.init)
+    where = f"The 'init' model file {path!r}"
+    try:
+        state = read_model_file(est.init)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"The 'init' parameter of TSimCNE must name a simcne model file "
+                         f"(written by TSimCNE.save): {e}") from None
+    theirs_params = state["params"]
+    modules = set(state.get("module_params", []))
+    if int(state["in_channels"]) != est.in_channels_:
+        raise ValueError(f"{where} was trained on {state['in_channels']}-channel images, "
+                         f"but X has {est.in_channels_}-channel images.")
+    size = tuple(int(v) for v in state["image_size"])
+    if size != tuple(est.image_size_):
+        raise ValueError(
+            f"{where} was trained on images of {size[0]}x{size[1]}, but this fit sees "
+            f"{est.image_size_[0]}x{est.image_size_[1]}: pass image_size={list(size)} to "
+            "train at its size.")
+    for name in ("model", "backbone", "projection_head"):
+        ours, theirs = getattr(est, name), theirs_params.get(name)
+        if isinstance(ours, nn.Module) or name in modules:
+            if isinstance(ours, nn.Module) != (name in modules):
+                raise ValueError(
+                    f"{where} was trained with {name}="
+                    f"{'an nn.Module' if name in modules else repr(theirs)}, but this "
+                    f"TSimCNE has {name}="
+                    f"{'an nn.Module' if isinstance(ours, nn.Module) else repr(ours)}.")
+        elif ours != theirs:
+            raise ValueError(f"{where} was trained with {name}={theirs!r}, but this "
+                             f"TSimCNE has {name}={ours!r}.")
+    if resolve_normalize(theirs_params.get("normalize")) != resolve_normalize(est.normalize):
+        raise ValueError(
+            f"{where} was trained with normalize={theirs_params.get('normalize')!r}, but "
+            f"this TSimCNE has normalize={est.normalize!r}: its network expects that input.")
+    out_dim = int(state["embedding"].shape[1])
+    if stage == 3 and out_dim != est.out_dim:
+        raise ValueError(f"{where} maps to {out_dim} dimensions, but this TSimCNE has "
+                         f"out_dim={est.out_dim} (init_stage=3 fine-tunes its {out_dim}-D "
+                         "layer).")
+    own, weights = model.state_dict(), state["state_dict"]
+    skip = set()
+    if stage == 1:  # the file's last layer is the out_dim one: stage 1 gets a fresh one
+        _, _, last = last_linear(model.projection_head if isinstance(model, SimCNEModel)
+                                 else model)
+        skip = {k for k, p in model.named_parameters() if p is last.weight or p is last.bias}
+    differ = [k for k in own if k not in skip and (k not in weights
+                                                  or weights[k].shape != own[k].shape)]
+    differ += [k for k in weights if k not in own]
+    if differ:
+        def shape(d, k):
+            return tuple(d[k].shape) if k in d else "absent"
+        first = ", ".join(f"{k} (the file's {shape(weights, k)}, here {shape(own, k)})"
+                          for k in differ[:3])
+        raise ValueError(f"{where} holds a network of another architecture than this "
+                         f"TSimCNE's: {len(differ)} tensors differ, e.g. {first}.")
+    model.load_state_dict({k: v for k, v in weights.items() if k not in skip}, strict=False)
+    n = len(state["embedding"])
+    return f"init {path!r} (trained on {n} images): " + (
+        "stage 1 starts from its backbone and projection head, with a fresh "
+        f"{est.pretrain_out_dim}-D last layer" if stage == 1 else
+        f"stages 1 and 2 are skipped; stage 3 fine-tunes its whole network, "
+        f"{out_dim}-D layer included")
+

@@ -127,6 +127,9 @@ def _setup(d: Path) -> None:
     (d / "notes.txt").write_text("not a model")
     torch.save({"format": "something.else", "version": 1}, d / "other-format.pt")
     torch.save({"format": "simcne.TSimCNE", "version": 99}, d / "newer.pt")
+    from simcne.models import make_backbone
+
+    torch.save(make_backbone("resnet_tiny", 1).state_dict(), d / "tiny-weights.pt")
 
 
 def _cases(d: Path) -> dict:
@@ -184,6 +187,25 @@ def _cases(d: Path) -> dict:
         "lr=0": Bad(X, r"\blr\b", params=dict(lr=0.0), flags=["--lr", "0"]),
         "device cuda without CUDA": Bad(X, r"device|CUDA", params=dict(device="cuda"),
                                         flags=["--device", "cuda"]),
+        "normalize for 2 channels, images of 1": Bad(
+            X, r"'normalize'.*Got \(\[0\.5, 0\.5\], \[0\.2, 0\.2\]\)",
+            params=dict(normalize=([0.5, 0.5], [0.2, 0.2])),
+            flags=["--normalize", "0.5", "0.5", "0.2", "0.2"]),
+        "normalize with an odd count of numbers": Bad(
+            X, r"normalize", params=dict(normalize=(0.5,)), flags=["--normalize", "0.5"]),
+        "weights of another architecture": Bad(
+            X, r"tiny-weights\.pt' does not fit backbone 'resnet_small'",
+            params=dict(backbone_weights=str(d / "tiny-weights.pt")),
+            flags=["--backbone-weights", str(d / "tiny-weights.pt")]),
+        "text file as weights": Bad(X, r"notes\.txt' cannot be read as weights",
+                                    params=dict(backbone_weights=str(d / "notes.txt")),
+                                    flags=["--backbone-weights", str(d / "notes.txt")]),
+        "text file as init": Bad(X, r"'init'.*notes\.txt",
+                                 params=dict(init=str(d / "notes.txt")),
+                                 flags=["--init", str(d / "notes.txt")]),
+        "weights as init": Bad(X, r"'init'.*tiny-weights\.pt.*not a simcne model file",
+                               params=dict(init=str(d / "tiny-weights.pt")),
+                               flags=["--init", str(d / "tiny-weights.pt")]),
         "model file of another format": Bad(load=d / "other-format.pt",
                                             match=r"other-format\.pt' is not a simcne model"),
         "model file of a newer version": Bad(load=d / "newer.pt",

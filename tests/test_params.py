@@ -45,6 +45,18 @@ BAD = [
     ("compile", "yes", "compile"),
     ("precision", "fp16", "precision"),
     ("callbacks", [print, 3], "callbacks"),
+    ("backbone_weights", 3, "backbone_weights"),
+    ("backbone_weights", "no-such-weights.pt", "backbone_weights"),
+    ("init", 5, "init"),
+    ("init", "no-such-model.pt", "init"),
+    ("init_stage", 2, "init_stage"),
+    ("init_stage", True, "init_stage"),
+    ("init_stage", 3, "init_stage"),  # without init
+    ("normalize", "cifar", "normalize"),
+    ("normalize", (0.5, -0.25), "normalize"),
+    ("normalize", (0.5,), "normalize"),
+    ("normalize", ([0.5, 0.5, 0.5], [0.2, 0.2]), "normalize"),
+    ("normalize", ([0.5, float("nan")], [0.2, 0.2]), "normalize"),
     ("verbose", "loud", "verbose"),
 ]
 

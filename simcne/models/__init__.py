@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Callable
 
 import torch
@@ -11,6 +12,8 @@ from torch import nn
 from .efficientnet import efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s
 from .heads import linear_head, mlp_head
 from .mobilenetv3 import mobilenetv3_large, mobilenetv3_small
+from .pretrained import (IMAGENET_MEAN, IMAGENET_STD, InputPrep, drop_classifier,
+                         load_backbone_weights, make_input, resolve_normalize)
 from .resnet import resnet18, resnet34, resnet50, resnet101, resnet_small, resnet_tiny
 
 #: name -> constructor(in_channels) returning a module with ``out_features``.
@@ -89,20 +92,25 @@ def full_precision(t: torch.Tensor):
 
 
 class SimCNEModel(nn.Module):
-    """backbone -> projection head; ``forward`` returns ``(z, h)``: head output and features.
+    """(input prep ->) backbone -> projection head; ``forward`` returns ``(z, h)``: head
+    output and features.
 
-    Under bf16 autocast only the backbone runs in bf16: the head takes the features as fp32
-    and runs outside autocast, so z (the map's coordinates) has fp32 resolution rather than
-    bf16's 8 significant bits (a few hundred distinct values per axis).
+    ``prep`` (an :class:`InputPrep`, or none) repeats gray images to RGB and normalises
+    them before the backbone; it holds no saved state, so the ``state_dict`` is the same
+    with or without it. Under bf16 autocast only the backbone runs in bf16: the head takes
+    the features as fp32 and runs outside autocast, so z (the map's coordinates) has fp32
+    resolution rather than bf16's 8 significant bits (a few hundred distinct values per axis).
     """
 
-    def __init__(self, backbone: nn.Module, projection_head: nn.Module):
+    def __init__(self, backbone: nn.Module, projection_head: nn.Module,
+                 prep: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
         self.projection_head = projection_head
+        self.prep = prep if prep is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor):
-        h = as_features(self.backbone(x))
+        h = as_features(self.backbone(self.prep(x)))
         if h.dtype in (torch.bfloat16, torch.float16):
             h = h.float()
         with full_precision(h):
@@ -119,14 +127,18 @@ class OutputLinear(nn.Linear):
 
 
 class WrappedModel(nn.Module):
-    """A user's whole model; returns ``(z, h)`` when it does, ``(z, None)`` otherwise."""
+    """A user's whole model; returns ``(z, h)`` when it does, ``(z, None)`` otherwise.
 
-    def __init__(self, model: nn.Module):
+    ``prep`` as in :class:`SimCNEModel`.
+    """
+
+    def __init__(self, model: nn.Module, prep: nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.prep = prep if prep is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor):
-        out = self.model(x)
+        out = self.model(self.prep(x))
         if isinstance(out, (tuple, list)):
             return out[0], (out[1] if len(out) > 1 else None)
         return out, None
@@ -220,6 +232,7 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
     with eval_mode(model), torch.no_grad():
         if isinstance(model, SimCNEModel):
             label = name or type(model.backbone).__name__
+            x = model.prep(x)  # what the backbone gets: repeated to RGB, normalised
             out = _run(model.backbone, x, _cannot_take("backbone", label, x))
             try:
                 h = as_features(out, f"'backbone' {label}")
@@ -257,27 +270,39 @@ def make_model(
     in_channels: int = 3,
     image_size=(32, 32),
     pretrain_out_dim: int = 128,
+    normalize=None,
+    say: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """Build the network whose forward returns ``(z, h)``.
 
-    Modules given here are used as they are, with their current weights (never
-    re-initialised): a pretrained backbone is trained on from its weights.
+    Modules given here keep their current weights (never re-initialised): a pretrained
+    backbone is trained on from its weights. They are used as they are, except that a
+    classification network given as ``backbone`` loses its classifier: see
+    :func:`simcne.models.pretrained.drop_classifier`; it is copied first, so the module
+    given is never changed (``TSimCNE.fit`` copies every module it is given anyway).
 
     Parameters
     ----------
     backbone : str or nn.Module, default="resnet18"
         A name from ``BACKBONES`` or a module mapping (B, C, H, W) images to (B, D) or
-        (B, D, 1, 1) features. D is read from its ``out_features`` or a dry forward pass.
+        (B, D, 1, 1) features, or a classification network (its classifier is dropped).
+        D is read from its ``out_features`` or a dry forward pass.
     projection_head : {"mlp", "linear"} or nn.Module, default="mlp"
         "mlp": D -> 1024 -> ReLU -> ``pretrain_out_dim``; "linear": D -> ``pretrain_out_dim``.
     model : nn.Module, optional
         A whole model returning z or (z, h); wins over ``backbone`` and ``projection_head``.
     in_channels : int, default=3
-        Image channels.
+        Image channels. One-channel images given to a module whose first ``nn.Conv2d``
+        takes 3 channels are repeated to 3 (:class:`InputPrep`).
     image_size : tuple of int, default=(32, 32)
         Image (H, W), for the dry forward pass.
     pretrain_out_dim : int, default=128
         Output width of a named head.
+    normalize : None, "imagenet" or (mean, std), default=None
+        Per-channel normalisation before the network (:class:`InputPrep`), as
+        ``TSimCNE``'s parameter.
+    say : callable, optional
+        Receives one-line notes (the classifier dropped, gray images repeated to RGB).
 
     Returns
     -------
@@ -295,7 +320,17 @@ def make_model(
                 f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
                 f"{type(model).__name__} instead."
             )
-        return model if isinstance(model, (SimCNEModel, WrappedModel)) else WrappedModel(model)
+        inner = model.model if isinstance(model, WrappedModel) else (
+            model.backbone if isinstance(model, SimCNEModel) else model)
+        prep = make_input(inner, in_channels, normalize, say)
+        if prep is not None:
+            prep = prep.to(device=_dummy_images(inner, 1, (1, 1)).device)
+        if not isinstance(model, (SimCNEModel, WrappedModel)):
+            return WrappedModel(model, prep)
+        if prep is not None:
+            model = copy.deepcopy(model)
+            model.prep = prep
+        return model
     if not isinstance(backbone, (str, nn.Module)):
         raise ValueError(
             f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
@@ -307,12 +342,25 @@ def make_model(
             f"nn.Module. Got {projection_head!r} instead."
         )
     bb = backbone if isinstance(backbone, nn.Module) else make_backbone(backbone, in_channels)
+    prep = make_input(bb, in_channels, normalize, say)
+    x = _dummy_images(bb, in_channels, image_size)
+    if prep is not None:
+        prep = prep.to(device=x.device)  # beside the backbone's weights
+    if isinstance(backbone, nn.Module):
+        if prep is not None:
+            x = prep(x)
+        bb, dropped = drop_classifier(bb, x)
+        if dropped is not None and say is not None:
+            width = backbone_out_features(bb, x.shape[1], image_size)
+            say(f"backbone {type(bb).__name__}: dropped {dropped} (replaced by nn.Identity, "
+                f"in a copy); its features are {width} wide")
     if isinstance(projection_head, nn.Module):
         head = projection_head
     else:
-        width = backbone_out_features(bb, in_channels, image_size)
+        net_channels = prep.repeat if prep is not None and prep.repeat else in_channels
+        width = backbone_out_features(bb, net_channels, image_size)
         head = (mlp_head if projection_head == "mlp" else linear_head)(width, pretrain_out_dim)
-    return SimCNEModel(bb, head)
+    return SimCNEModel(bb, head, prep)
 
 
 def last_linear(module: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
@@ -361,19 +409,26 @@ def set_trainable(model: nn.Module, only: nn.Module | None = None) -> int:
 __all__ = [
     "BACKBONES",
     "HEADS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InputPrep",
     "OutputLinear",
     "SimCNEModel",
     "WrappedModel",
     "as_features",
     "backbone_out_features",
     "check_model",
+    "drop_classifier",
     "eval_mode",
     "full_precision",
     "last_linear",
     "linear_head",
+    "load_backbone_weights",
     "make_backbone",
     "make_model",
+    "make_input",
     "mlp_head",
     "replace_last_linear",
+    "resolve_normalize",
     "set_trainable",
 ]
