@@ -338,10 +338,7 @@ class TSimCNE:
         dropped classifier leave the user's objects as they were."""
         given = [copy.deepcopy(v) if isinstance(v, nn.Module) else v
                  for v in (self.backbone, self.projection_head, self.model)]
-        say = None
-        if self._verbose:
-            def say(line):
-                print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
+        say = _say if self._verbose else None
         model = make_model(*given, in_channels=self.in_channels_, image_size=self.image_size_,
                            pretrain_out_dim=self.pretrain_out_dim, normalize=self.normalize,
                            say=say)
@@ -578,6 +575,11 @@ if TSimCNE.__doc__:
     TSimCNE.__doc__ = TSimCNE.__doc__.replace("{parameters}", numpydoc(
         {name: p.default for name, p in inspect.signature(TSimCNE).parameters.items()
          if name != "self"}))
+
+
+def _say(line: str) -> None:
+    """One ``[simcne]`` line on stderr (verbose)."""
+    print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
 
 
 def _rank_seed(seed: int, *more: int) -> int:
