@@ -44,7 +44,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -452,17 +451,16 @@ _NEEDS = {"stages": {"digits", "fmnist"}, "beton": {"fmnist"}}
 
 # -- main -----------------------------------------------------------------------------------
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        model += f", {torch.cuda.get_device_name()}"
-    return f"{model}, {os.cpu_count()} CPUs"
+    """The machine line of benchmarks/ (CPU, cores, torch, the GPU), and native bf16."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from vs_reference import machine as describe
+
+    from simcne.train import cpu_has_native_bf16
+
+    cuda = torch.cuda.is_available()
+    native = "yes" if cpu_has_native_bf16() else "no"
+    return (describe(torch.device("cuda" if cuda else "cpu"))
+            + ("" if cuda else f", native bf16: {native}"))
 
 
 def load_average() -> float | None:
