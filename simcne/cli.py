@@ -1,17 +1,16 @@
 """The ``simcne`` command: ``fit``, ``transform``, ``plot``, ``write-beton`` and ``demo``.
 
-The flags of ``simcne fit`` map one-to-one onto :class:`simcne.TSimCNE`'s parameters; their
-defaults are read from the ``TSimCNE`` signature (a flag not given is not passed, so the
-estimator's own default applies). Parameters whose values are Python objects (``model``,
-``data_transform``, ``callbacks``, modules as ``backbone``/``projection_head``) are
-Python-only.
+A shell over the public API. The flags of ``simcne fit`` map one-to-one onto
+:class:`simcne.TSimCNE`'s parameters and are made from the one parameter table
+(:mod:`simcne.flags`); what the command writes (CSV, JSON, the report, figures, map.html)
+is in :mod:`simcne.outputs`. Parameters whose values are Python objects (``model``,
+``callbacks``, ``data_transform`` as a callable, modules as ``backbone`` or
+``projection_head``) are Python-only.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import os
 import sys
 import time
@@ -20,9 +19,10 @@ from pathlib import Path
 
 from . import dist
 from .data.labels import read_labels
-from .outputs import fit_report, stages_run, write_csv, write_json
-from .params import CLI_PARAMS as PARAMS_WITH_FLAGS
-from .params import PYTHON_ONLY, scalar_if_one  # noqa: F401  PYTHON_ONLY: re-exported
+from .flags import add_param_flags, params_from_args, with_flag
+from .outputs import (StageClock, fit_report, read_fit_output, stages_run, write_csv,
+                      write_figures, write_json, write_map)
+from .params import scalar_if_one
 from .train import PREFIX
 
 # Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
@@ -48,8 +48,6 @@ PRESETS = {"demo": DEMO}
 CHECKPOINT_NAME = "checkpoint.pt"
 #: the model file that --save-diverged writes when training diverges
 DIVERGED_NAME = "model-diverged.pt"
-#: set by --quiet (the command shows progress by default)
-VERBOSE_FLAG = "verbose"
 
 
 class UserError(Exception):
@@ -61,90 +59,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(f"{message} (see '{self.prog} --help')")
-
-
-#: how the command line gives each TSimCNE parameter: simcne.params' one table
-CLI_PARAMS = PARAMS_WITH_FLAGS
-
-
-# The augmentation's settings, each a key of TSimCNE(data_transform={...}):
-# name -> (argparse keywords, help)
-AUGMENT_FLAGS = {
-    "crop_scale": (dict(type=float, nargs=2, metavar=("LO", "HI")),
-                   "area of the random crop, as a fraction of the image (default: 0.2 1)"),
-    "crop_ratio": (dict(type=float, nargs=2, metavar=("LO", "HI")),
-                   "aspect ratio (width / height) of the crop (default: 0.75 1.333)"),
-    "flip_p": (dict(type=float, metavar="P"), "probability of a horizontal flip (default: 0.5)"),
-    "jitter": (dict(type=float, nargs=4, metavar=("B", "C", "S", "H")),
-               "colour jitter: brightness, contrast, saturation, hue (default: 0.4 0.4 0.4 0.1)"),
-    "jitter_p": (dict(type=float, metavar="P"),
-                 "probability of the colour jitter (default: 0.8)"),
-    "grayscale_p": (dict(type=float, metavar="P"),
-                    "probability of turning a view gray (default: 0.2)"),
-}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _signature_defaults() -> dict:
-    from .estimator import TSimCNE
-
-    return {k: p.default for k, p in inspect.signature(TSimCNE).parameters.items()}
-
-
-def _show_default(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "none" if value is None else str(value)
-
-
-def _add_param_flags(parser: argparse.ArgumentParser) -> None:
-    from .models import BACKBONES
-
-    defaults = _signature_defaults()
-    import textwrap
-
-    group = parser.add_argument_group("TSimCNE parameters", textwrap.fill(
-        "One flag per parameter of simcne.TSimCNE (see its docstring); the defaults are "
-        "TSimCNE's. Python-only (their values are Python objects): "
-        "model, callbacks, data_transform as a callable (as a dict of augmentation settings "
-        "it has the flags below), and modules as backbone or projection_head.", 78))
-    for name, param in CLI_PARAMS.items():
-        text = param.help.format(backbones=", ".join(sorted(BACKBONES)))
-        group.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS,
-                           help=f"{text} (default: {_show_default(defaults[name])})",
-                           **param.cli)
-    group.add_argument("--quiet", action="store_true",
-                       help="no progress output (TSimCNE's verbose=False; the command "
-                            "shows stage summaries and progress bars by default)")
-    aug = parser.add_argument_group("augmentation (TSimCNE's data_transform as a dict)",
-                                    textwrap.fill(
-        "Change some settings of the paper's augmentation and keep the others; e.g. "
-        "--flip-p 0 --crop-scale 0.7 1 for digits or letters, which a mirror or a small crop "
-        "turns into another class.", 78))
-    for name, (kwargs, text) in AUGMENT_FLAGS.items():
-        aug.add_argument(_flag(name), dest="augment_" + name, default=argparse.SUPPRESS,
-                         help=text, **kwargs)
-
-
-def params_from_args(args) -> dict:
-    """The TSimCNE parameters given on the command line (flags not given are left out)."""
-    params = {}
-    for name, param in CLI_PARAMS.items():
-        if name in vars(args):
-            value = getattr(args, name)
-            params[name] = param.convert(value) if param.convert is not None else value
-    settings = {name: getattr(args, "augment_" + name) for name in AUGMENT_FLAGS
-                if "augment_" + name in vars(args)}
-    if settings:
-        params["data_transform"] = {k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in settings.items()}
-    params[VERBOSE_FLAG] = not getattr(args, "quiet", False)
-    return params
 
 
 def _add_read_flags(parser: argparse.ArgumentParser) -> None:
@@ -211,16 +125,6 @@ def _say(args, *lines) -> None:
             print(f"{PREFIX} {line}", flush=True)
 
 
-def _with_flag(message: str) -> str:
-    """Add the flag to an estimator message about a parameter ("The 'lr' parameter ...")."""
-    import re
-
-    m = re.search(r"The '(\w+)' parameter", message)
-    if m and m.group(1) in CLI_PARAMS:
-        return f"{_flag(m.group(1))}: {message}"
-    return message
-
-
 def _check_device(params: dict) -> None:
     import torch
 
@@ -228,26 +132,6 @@ def _check_device(params: dict) -> None:
     if isinstance(dev, str) and dev.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {dev}: CUDA is not available on this machine "
                         "(use --device cpu or auto)")
-
-
-class _StageClock:
-    """A TSimCNE callback that notes when each stage's epochs end (for the report)."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.last: dict[int, float] = {}
-
-    def __call__(self, stage, epoch, loss, model):
-        self.last[int(stage)] = time.perf_counter()
-
-    def seconds(self, stages, end: float) -> dict:
-        out, prev = {}, self.start
-        for s in stages:
-            t = self.last.get(s, prev)
-            out[f"stage_{s}"] = round(t - prev, 3)
-            prev = t
-        out["embedding_passes_and_rest"] = round(end - prev, 3)
-        return out
 
 
 def _fit(args) -> int:
@@ -270,12 +154,12 @@ def _fit(args) -> int:
     elif "checkpoint" not in params:
         params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
     _check_device(params)
-    clock = _StageClock()
+    clock = StageClock()
     est = TSimCNE(**params, callbacks=clock)
     try:
         est._validate_params()  # bad flag values fail before a long read, not after it
     except ValueError as e:
-        raise UserError(_with_flag(str(e))) from None
+        raise UserError(with_flag(str(e))) from None
     store = _read_data(args, mixed_size=params.get("image_size"))
     t_read = time.perf_counter() - t_start
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
@@ -315,13 +199,13 @@ def _fit(args) -> int:
     figures, fig_note = [], None
     if not args.no_plots and Y.shape[1] >= 2:
         try:
-            figures = _fit_figures(est, store, out, acc)
+            figures = write_figures(est, store, out, acc)
             written += figures
         except ImportError as e:
             fig_note = str(e)
             warnings.warn(f"no figures: {e}", stacklevel=1)
         try:
-            _fit_map(est, store, out / "map.html", acc)
+            write_map(est, store, out / "map.html", acc)
             written.append("map.html")
         except ImportError as e:
             fig_note = "; ".join(filter(None, [fig_note, str(e)]))
@@ -355,49 +239,6 @@ def _save_diverged(est, store, out: Path) -> str:
     est.save(out / DIVERGED_NAME)
     return (f"The model so far (that checkpoint's network) is in "
             f"'{os.fspath(out / DIVERGED_NAME)}'.")
-
-
-def _fit_figures(est, store, out: Path, acc) -> list[str]:
-    from .plot import _plt, plot_embedding, plot_loss, plot_stages, plot_thumbnails, save_figure
-
-    plt = _plt()
-    labels, names = est.labels_, store.class_names
-    Y = est.embedding_
-    written = []
-    title = f"t-SimCNE, {len(Y)} images" + (f" (kNN accuracy {acc:.3f})" if acc is not None else "")
-    fig, ax = plt.subplots(figsize=(7, 6))
-    plot_embedding(Y, labels, names, ax=ax, title=title)
-    save_figure(fig, out / "embedding.png")
-    written.append("embedding.png")
-    plt.close(fig)
-    from .plot import _STAGE_TITLES
-
-    titles = [_STAGE_TITLES[s - 1] for s in stages_run(est)]
-    axes = plot_stages(est.stage_embeddings_, labels, names, titles=titles)
-    fig = axes[0].figure
-    save_figure(fig, out / "stages.png")
-    written.append("stages.png")
-    plt.close(fig)
-    ax = plot_loss(est.loss_history_)
-    save_figure(ax.figure, out / "loss.png")
-    written.append("loss.png")
-    plt.close(ax.figure)
-    ax = plot_thumbnails(Y, store, labels=labels, class_names=names)
-    save_figure(ax.figure, out / "thumbnails.png")
-    written.append("thumbnails.png")
-    plt.close(ax.figure)
-    return written
-
-
-def _fit_map(est, store, path: Path, acc) -> None:
-    """map.html (out_dim > 3: the first two dimensions, with a warning and a note)."""
-    from .plot import interactive_map
-
-    Y = est.embedding_
-    title = f"t-SimCNE map of {len(Y):,} images" + (
-        f" (kNN accuracy {acc:.3f})" if acc is not None else "")
-    interactive_map(Y, store, est.labels_, store.class_names, store.paths, path=path,
-                    title=title)
 
 
 def _transform(args) -> int:
@@ -435,58 +276,11 @@ def _transform(args) -> int:
     return 0
 
 
-def _load_source(source):
-    """(embedding, labels, class names, model file or None, data path or None)."""
-    from .persist import read_model_file
-
-    p = Path(source)
-    if not p.exists():
-        raise FileNotFoundError(f"The path {source!r} does not exist: expected an embedding "
-                                ".npy, a model file or a folder written by 'simcne fit'.")
-    labels = names = model = data = None
-    if p.is_dir():
-        emb = p / "embedding.npy"
-        if not emb.is_file():
-            raise FileNotFoundError(f"The folder {source!r} has no embedding.npy: expected "
-                                    "a folder written by 'simcne fit'.")
-        Y = _load_npy(emb)
-        if (p / "embedding.csv").is_file():
-            try:
-                labels, names = read_labels(p / "embedding.csv")
-            except ValueError:
-                labels = names = None
-        if (p / "model.pt").is_file():
-            model = p / "model.pt"
-        if (p / "report.json").is_file():
-            with open(p / "report.json", encoding="utf-8") as f:
-                report = json.load(f)
-            data = report.get("data")
-            names = names or report.get("class_names")
-    elif p.suffix.lower() == ".npy":
-        Y = _load_npy(p)
-    else:
-        state = read_model_file(p)
-        Y, labels, model = state["embedding"], state["labels"], p
-    if Y.ndim != 2 or Y.shape[1] < 2:
-        raise ValueError(f"{source!r}: expected an (n, 2) or wider embedding, got shape "
-                         f"{Y.shape}")
-    return Y, labels, names, model, data
-
-
-def _load_npy(path):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise ValueError(f"{os.fspath(path)!r} is not a plain .npy array: {e}") from None
-
-
 def _plot(args) -> int:
     from .persist import read_model_file
     from .plot import _plt, plot_embedding, plot_loss, plot_stages, plot_thumbnails, save_figure
 
-    Y, labels, names, model, data = _load_source(args.source)
+    Y, labels, names, model, data = read_fit_output(args.source)
     if args.labels is not None:
         labels, names = read_labels(args.labels)
     if labels is not None and len(labels) != len(Y):
@@ -623,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start from a named set of parameters, which the flags below "
                           "override (demo: the settings of 'simcne demo', for small images "
                           "such as digits on a CPU)")
-    _add_param_flags(fit)
+    add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)
 

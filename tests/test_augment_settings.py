@@ -7,7 +7,8 @@ import torch
 from conftest import quick
 from simcne import TSimCNE
 from simcne.augment import SETTINGS, Augment, check_settings
-from simcne.cli import AUGMENT_FLAGS, build_parser, main, params_from_args
+from simcne.cli import build_parser, main
+from simcne.flags import AUGMENT_FLAGS, params_from_args
 
 
 def test_an_empty_dict_is_the_papers_augmentation(tiny):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from simcne import TSimCNE
-from simcne.cli import CLI_PARAMS, PYTHON_ONLY, VERBOSE_FLAG, build_parser, main, params_from_args
+from simcne.cli import build_parser, main
+from simcne.flags import CLI_PARAMS, VERBOSE_FLAG, params_from_args
+from simcne.params import PYTHON_ONLY
 
 N_PER_CLASS = 20
 TINY_FIT = ["--total-epochs", "1", "1", "1", "--batch-size", "16", "--backbone", "resnet_small",

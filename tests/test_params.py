@@ -127,14 +127,14 @@ def test_transform_before_fit_is_an_error():
 def test_one_table_covers_the_signature_and_drives_the_lists():
     import inspect
 
-    from simcne import checkpoint, cli, persist
-    from simcne.params import PARAMS
+    from simcne import checkpoint, flags, persist
+    from simcne.params import PARAMS, PYTHON_ONLY
 
     assert list(PARAMS) == [p for p in inspect.signature(TSimCNE).parameters]
     assert checkpoint.FREE_PARAMS == tuple(n for n, p in PARAMS.items() if p.free)
     assert persist.MODULE_PARAMS == ("model", "backbone", "projection_head")
-    assert set(cli.CLI_PARAMS) | set(cli.PYTHON_ONLY) | {"verbose"} == set(PARAMS)
-    assert all(p.help for p in cli.CLI_PARAMS.values())
+    assert set(flags.CLI_PARAMS) | set(PYTHON_ONLY) | {flags.VERBOSE_FLAG} == set(PARAMS)
+    assert all(p.help for p in flags.CLI_PARAMS.values())
 
 
 @pytest.mark.parametrize("name,value,text", [

@@ -20,7 +20,8 @@ from torch import nn
 
 from conftest import quick
 from simcne import TSimCNE
-from simcne.cli import main, params_from_args, build_parser
+from simcne.cli import main, build_parser
+from simcne.flags import params_from_args
 from simcne.models import (IMAGENET_MEAN, IMAGENET_STD, InputPrep, load_backbone_weights,
                            make_backbone, make_model)
 
