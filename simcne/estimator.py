@@ -93,6 +93,9 @@ class TSimCNE:
         temperature=0.5,
         exaggeration=1.0,
         out_layer_std=1.0,
+        out_layer_init="random",
+        neighbor_positives=0,
+        bank_negatives=0,
         image_size=None,
         random_state=None,
         device="auto",
@@ -126,6 +129,9 @@ class TSimCNE:
         self.temperature = temperature
         self.exaggeration = exaggeration
         self.out_layer_std = out_layer_std
+        self.out_layer_init = out_layer_init
+        self.neighbor_positives = neighbor_positives
+        self.bank_negatives = bank_negatives
         self.image_size = image_size
         self.random_state = random_state
         self.device = device
@@ -230,6 +236,7 @@ class TSimCNE:
         self._seed = (int(self.random_state) if self.random_state is not None  # rank 0's
                       else dist.on_main(lambda: int(np.random.SeedSequence().generate_state(1)[0])))
         self._verbose = int(self.verbose) if dist.is_main() else 0
+        self._neighbors = None  # neighbor_positives' table, found before stage 2
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "TSimCNE":
@@ -289,6 +296,8 @@ class TSimCNE:
             stopped = self._stage(1, first, model, store, stages, run, keeper)
             if layer is None:  # the surgery: a fresh Linear(hidden -> out_dim)
                 layer = self._surgery(model)
+                if self.out_layer_init == "pca":
+                    self._pca_start(model, layer, store)
             if first == 1:  # through the fresh, untrained out_dim layer
                 self.stage_embeddings_.append(self._finite_embedding(store, 1, stages))
             # stage 2: only the new layer; stage 3: everything, at a small learning rate
@@ -322,10 +331,31 @@ class TSimCNE:
         trainable = set_trainable(model, only=only)
         if number == 2:
             self.n_trainable_stage2_ = trainable
-        stopped = train_stage(model, store, stages[number - 1], run, **keeper.start(number))
+        stage = stages[number - 1]
+        if number > 1:
+            self._map_extras(stage, store)
+        stopped = train_stage(model, store, stage, run, **keeper.start(number))
         if number > 1:
             self.stage_embeddings_.append(self._finite_embedding(store, number, stages))
         return stopped
+
+    def _map_extras(self, stage, store) -> None:
+        """``neighbor_positives`` and ``bank_negatives`` for an out_dim stage: the partners'
+        table (found once, from the backbone's features before the first out_dim stage) and
+        a bank filled with every image's position now (see :mod:`simcne.neighbors`)."""
+        from .neighbors import NegativeBank, NeighborPairs, knn_table
+
+        if self.neighbor_positives > 0:
+            if self._neighbors is None:
+                _, h = self._embed(store, backbone_features=True)
+                self._neighbors = knn_table(h, self.neighbor_positives, device=self._device)
+                if self._verbose:
+                    _say(f"neighbour positives: the {self._neighbors.shape[1]} nearest "
+                         f"neighbours of each of {len(store)} images in the "
+                         f"{h.shape[1]}-D backbone features")
+            stage.pairs = NeighborPairs(self._neighbors)
+        if self.bank_negatives > 0:
+            stage.bank = NegativeBank(self._embed(store), self.bank_negatives, self._device)
 
     def _network(self, device, init_stage: int, resumed: bool):
         """The network to train, checked, with the weights it starts from (``init`` or
@@ -362,6 +392,24 @@ class TSimCNE:
         """A fresh Linear(hidden -> out_dim) for the head's last layer, N(0, out_layer_std^2)."""
         return replace_last_linear(model, self.out_dim, std=self.out_layer_std,
                                    generator=torch.Generator().manual_seed(self._seed + 2))
+
+    def _pca_start(self, model, layer, store, most: int = 10_000) -> None:
+        """out_layer_init="pca": the new layer projects onto the top principal components of
+        its inputs over up to ``most`` images (a seeded sample), at a random layer's spread."""
+        from .neighbors import pca_layer_
+
+        n = len(store)
+        rows = (np.arange(n) if n <= most else np.sort(
+            np.random.default_rng(self._seed + 3).choice(n, most, replace=False)))
+        seen = []
+        hook = layer.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().float()))
+        try:
+            embed(model, store.subset(rows), image_size=self.image_size_, device=self._device,
+                  resize=resize, precision=self.precision)
+        finally:
+            hook.remove()
+        pca_layer_(layer, torch.cat(seen).cpu(), self.out_layer_std)
+        dist.broadcast_module(layer)
 
     def _load_backbone_weights(self, model, say) -> None:
         """backbone_weights into the named backbone; one line on what did not load."""
@@ -401,7 +449,8 @@ class TSimCNE:
         metric, temperature = self._metric, self.temperature
 
         def loss(rho: float):
-            return lambda z: info_nce(z, metric, temperature, exaggeration=rho, **gather)
+            return lambda z, **more: info_nce(z, metric, temperature, exaggeration=rho,
+                                              **gather, **more)
 
         return [Stage(i + 1, epochs, lr, warmup, loss(rho))
                 for i, (epochs, lr, warmup, rho) in enumerate(

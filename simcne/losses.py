@@ -48,7 +48,9 @@ def log_similarity(z: torch.Tensor, metric: str = "euclidean", temperature: floa
 
 
 def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.5, *,
-             exaggeration: float = 1.0, gather: bool = False) -> torch.Tensor:
+             exaggeration: float = 1.0, gather: bool = False,
+             extra: torch.Tensor | None = None,
+             extra_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean InfoNCE loss of ``z`` (2B, d), positives at ``i <-> i + B``.
 
     Parameters
@@ -69,18 +71,37 @@ def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.
         mean of it over the processes is the loss of the global batch, and with
         DistributedDataParallel's gradient averaging the gradients equal those of one process
         on the whole batch. Without a process group, ``gather`` changes nothing.
+    extra : Tensor of shape (M, d), optional
+        More negatives for every row (no gradient flows into them), e.g. positions from a
+        bank of every image's (:class:`simcne.train.NegativeBank`): their kernel values join
+        the denominator's sum, ``sum_{j != i} k(z_i, z_j) + sum_m k(z_i, extra_m)``.
+    extra_mask : bool Tensor of shape (2B, M), optional
+        True where ``extra_m`` must not count for row i (a stale copy of the row's own image
+        or of its positive).
     """
     n = z.shape[0]
     gathered = gather and dist.is_distributed()
     if n % 2 or n < (2 if gathered else 4):
         raise ValueError(f"info_nce needs an even number (>= 4) of rows, got {n}")
     if gathered:
-        return _info_nce_gathered(z, metric, temperature, exaggeration)
+        return _info_nce_gathered(z, metric, temperature, exaggeration, extra, extra_mask)
     logits = log_similarity(z.float(), metric, temperature)
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     positive = torch.arange(n, device=z.device).roll(n // 2)
+    logits = _with_extra(logits, z, extra, extra_mask, metric, temperature)
     return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)
+
+
+def _with_extra(logits, z, extra, extra_mask, metric, temperature):
+    """``logits`` with the columns of the extra negatives appended (after the batch's, so
+    that the positives' column indices stay as they are)."""
+    if extra is None:
+        return logits
+    more = log_similarity(z.float(), metric, temperature, other=extra.detach().float())
+    if extra_mask is not None:
+        more = more.masked_fill(extra_mask, float("-inf"))
+    return torch.cat([logits, more], 1)
 
 
 def _exaggerated(loss, logits, positive, exaggeration: float):
@@ -91,7 +112,7 @@ def _exaggerated(loss, logits, positive, exaggeration: float):
 
 
 def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float,
-                       exaggeration: float = 1.0) -> torch.Tensor:
+                       exaggeration: float = 1.0, extra=None, extra_mask=None) -> torch.Tensor:
     w, r, b = dist.world_size(), dist.rank(), z.shape[0] // 2
     z = z.float()
     every = dist.all_gather_with_grad(z)  # (W * 2b, d): rank by rank, [view 1; view 2] each
@@ -103,4 +124,5 @@ def _info_nce_gathered(z: torch.Tensor, metric: str, temperature: float,
     logits = log_similarity(z, metric, temperature, other=every)
     logits = logits.scatter(1, rows[:, None], float("-inf"))  # not itself
     positive = (rows + big) % (2 * big)
+    logits = _with_extra(logits, z, extra, extra_mask, metric, temperature)
     return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)

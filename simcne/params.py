@@ -449,6 +449,41 @@ PARAMS: dict[str, Param] = {
                       "of stage 2 (the paper's N(0, 1)). The output's scale is proportional to "
                       "it; a smaller one, with a larger stage-3 rate, let short runs on small "
                       "data contract into clusters sooner.")),
+    "out_layer_init": Param(Options(("random", "pca")),
+                            "the fresh out_dim layer of stage 2: random (N(0, S^2), the "
+                            "paper's) or pca (the top principal components of its input, at "
+                            "the same spread)", dict(choices=("random", "pca")),
+                 kind="{\"random\", \"pca\"}",
+                 doc=("How stage 2's fresh ``out_dim`` layer starts. \"random\": weights "
+                      "N(0, ``out_layer_std``^2), the paper's. \"pca\": it projects onto the top "
+                      "``out_dim`` principal components of its input (the head's hidden layer, "
+                      "over up to 10,000 images), scaled so that the output spreads as far as "
+                      "the random layer's would, as t-SNE starts from a PCA of its input: the "
+                      "first map already shows the features' largest directions. Beyond the "
+                      "paper (see :mod:`simcne.neighbors`).")),
+    "neighbor_positives": Param(Interval(int, 0),
+                                "K > 0: in stages 2-3 the second view is, with probability "
+                                "K/(K+1), one of the image's K nearest neighbours in the stage-1 "
+                                "features; 0: the paper's pairs", dict(type=int, metavar="K"),
+                 kind="int",
+                 doc=("0 keeps the paper's pairs (two views of one image). K > 0: after stage 1 "
+                      "each image's K nearest neighbours in the backbone's features (cosine, no "
+                      "augmentation) are found once, and in stages 2 and 3 the second view of each"
+                      " pair shows, with probability K/(K+1), one of them instead of the image "
+                      "itself: the map is pulled together along the features' neighbour graph, "
+                      "as t-SNE's is along its input's. Beyond the paper (see "
+                      ":mod:`simcne.neighbors`).")),
+    "bank_negatives": Param(Interval(int, 0),
+                            "M > 0: in stages 2-3, M more negatives a step from a bank of every "
+                            "image's position in the map (all when M >= N); 0: the batch's only",
+                            dict(type=int, metavar="M"),
+                 kind="int",
+                 doc=("0 keeps the paper's negatives (the batch's other views). M > 0: in stages "
+                      "2 and 3 a bank holds every image's position in the map (filled at the "
+                      "stage's start, refreshed by each batch's outputs), and each step M rows "
+                      "of it (every row when M >= the number of images) join the loss's "
+                      "negatives, without gradient: the repulsion of the whole dataset, as in "
+                      "t-SNE. Beyond the paper (see :mod:`simcne.neighbors`).")),
     "image_size": Param(none_or(AnyOf((_INT_POS, ListOf(_INT_POS, "", most=2, least=2)),
                                       text="an int > 0 or a pair (height, width) of ints > 0")),
                         "H [W]: the size the network sees; none: the images' stored size",

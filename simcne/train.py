@@ -42,7 +42,10 @@ class Stage:
     """What one stage is told: its number, length, learning rate, warm-up and loss.
 
     ``loss_fn(z)`` maps the (2B, d) outputs of a batch's two views to the loss (default:
-    InfoNCE with the Cauchy kernel, :func:`simcne.losses.info_nce`).
+    InfoNCE with the Cauchy kernel, :func:`simcne.losses.info_nce`); with a ``bank`` it also
+    takes ``extra`` and ``extra_mask``. ``pairs`` (:class:`simcne.neighbors.NeighborPairs`)
+    draws the second views' images among each image's neighbours; ``bank``
+    (:class:`simcne.neighbors.NegativeBank`) adds negatives from every image's position.
     """
 
     number: int
@@ -50,6 +53,8 @@ class Stage:
     lr: float
     warmup: int
     loss_fn: Callable = info_nce
+    pairs: object = None
+    bank: object = None
 
 
 @dataclass
@@ -221,20 +226,31 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.as_strided(x.shape, (c * h * w, 1, w * c, c))
 
 
-def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast) -> torch.Tensor:
-    """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss."""
-    views = torch.cat([augment(x), augment(x)])
+def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast,
+               extras=None) -> torch.Tensor:
+    """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss.
+
+    With ``extras`` (:class:`simcne.neighbors.StepExtras`), ``x`` holds the first views'
+    images and then the second views' (the partners), the loss gets the bank's negatives and
+    the bank the step's outputs."""
+    if extras is None:
+        views = torch.cat([augment(x), augment(x)])
+    else:
+        b = x.shape[0] // 2
+        views = torch.cat([augment(x[:b]), augment(x[b:])])
     # channels_last: tensor cores on CUDA; on CPU oneDNN's convolutions run faster on it too
     # (resnet_small 1.56x, resnet18 1.23x on the 2-core test machine; see BENCHMARKS.md)
     views = channels_last(views)
     with autocast:
         z, _ = model(views)
-    loss = loss_fn(z)
+    loss = loss_fn(z) if extras is None else loss_fn(z, **extras.loss_kw())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
         nn.utils.clip_grad_value_(optimizer.param_groups[0]["params"], grad_clip)
     optimizer.step()
+    if extras is not None:
+        extras.after(z)
     return loss.detach()
 
 
@@ -294,15 +310,13 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                     # the epoch's order on the GPU, copied from pinned memory without a sync
                     order = order.pin_memory().to(device, non_blocking=True)
                 total = torch.zeros((), device=device)
-                # this process's share of each (global) batch
-                chunks = (order[i * batch_size + r * share : i * batch_size + (r + 1) * share]
-                          for i in range(steps))
+                chunks, extras = _epoch_chunks(order, steps, batch_size, stage, run.generator)
                 for i, x in enumerate(device_batches(store, chunks, device)):
                     for group in opt.param_groups:
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
                     x = x.float().div_(255)
                     total += train_step(forward, opt, x, run.augment, stage.loss_fn,
-                                        run.grad_clip, autocast)
+                                        run.grad_clip, autocast, extras)
                 loss_value, finite = _loss_and_finite(total, steps, params)
                 if not math.isfinite(loss_value) or not finite:
                     _diverged(stage, epoch, steps, loss_value)
@@ -324,6 +338,37 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                 print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
                       f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
     return False
+
+
+def _epoch_chunks(order, steps: int, batch_size: int, stage: Stage, generator):
+    """The index chunks of this process's share of each (global) batch of an epoch, and the
+    step's extras (None for the paper's steps).
+
+    With ``stage.pairs``, every image of the epoch gets its partner, drawn for the global
+    batch (the same on every process), and a chunk is this process's images followed by their
+    partners; the extras are told, step by step, which image each output row shows.
+    """
+    w, r = dist.world_size(), dist.rank()
+    share = batch_size // w
+    if stage.pairs is None and stage.bank is None:
+        return (order[i * batch_size + r * share : i * batch_size + (r + 1) * share]
+                for i in range(steps)), None
+    from .neighbors import StepExtras
+
+    used = order[: steps * batch_size].cpu()
+    partner = stage.pairs.partners(used, generator) if stage.pairs is not None else used
+    extras = StepExtras(stage.bank, generator)
+
+    def chunks():
+        for i in range(steps):
+            g = used[i * batch_size : (i + 1) * batch_size].view(w, share)
+            p = partner[i * batch_size : (i + 1) * batch_size].view(w, share)
+            a, b = g[r], p[r]
+            extras.set_batch(torch.cat([a, b]), torch.cat([b, a]),
+                             torch.cat([g, p], 1).reshape(-1))
+            yield torch.cat([a, b])
+
+    return chunks(), extras
 
 
 class _Lines:

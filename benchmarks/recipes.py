@@ -1,0 +1,120 @@
+"""Stage-2/3 recipes side by side from one shared stage 1: what each option of the out_dim
+stages buys (issue 26, item 3).
+
+For each dataset and training seed, stage 1 is trained once (``--stage1`` epochs, the base
+settings) and saved; each variant then starts from it (``init=..., init_stage=1,
+total_epochs=[0, stage2, stage3]``) and trains stages 2 and 3 with its own settings. Every
+map is scored by kNN accuracy (k=15, stratified 20 % split, mean over split seeds 0, 1, 2)
+and the shape measures of :mod:`simcne.metrics` where present; the table gives the seconds
+of stages 2-3 too. Results are appended as JSON lines to ``--out`` (default
+/tmp/simcne-recipes/results.jsonl) so that runs can be combined.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/recipes.py --dataset fmnist10k --seeds 0 1 2 \\
+        --variants paper-pairs neighbors bank pca all --stage1 30 --stage2 5 --stage3 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from simcne import TSimCNE  # noqa: E402
+from quality import load_dataset, score  # noqa: E402
+
+#: stage-2/3 settings tried, on top of the dataset's base settings
+VARIANTS = {
+    "base": {},
+    "rho1": dict(exaggeration=1.0),
+    "neighbors": dict(neighbor_positives=15),
+    "bank": dict(bank_negatives=1_000_000),
+    "pca": dict(out_layer_init="pca"),
+    "nb-bank": dict(neighbor_positives=15, bank_negatives=1_000_000),
+    "all": dict(neighbor_positives=15, bank_negatives=1_000_000, out_layer_init="pca"),
+    "all-rho1": dict(neighbor_positives=15, bank_negatives=1_000_000, out_layer_init="pca",
+                     exaggeration=1.0),
+    "all-rho2": dict(neighbor_positives=15, bank_negatives=1_000_000, out_layer_init="pca",
+                     exaggeration=2.0),
+    "nb-rho1": dict(neighbor_positives=15, exaggeration=1.0),
+    "nb-bank-rho1": dict(neighbor_positives=15, bank_negatives=1_000_000, exaggeration=1.0),
+    "nb-bank-rho2": dict(neighbor_positives=15, bank_negatives=1_000_000, exaggeration=2.0),
+}
+
+
+def shape_scores(Y, labels) -> dict:
+    try:
+        from simcne.metrics import map_shape
+    except ImportError:
+        return {}
+    try:
+        return {k: float(v) for k, v in map_shape(Y, labels).items()
+                if isinstance(v, (int, float, np.floating))}
+    except Exception as e:  # noqa: BLE001  a measure that cannot judge this map
+        return {"shape_error": str(e)}
+
+
+def stage1_model(name, X, base, seed, epochs, folder: Path) -> Path:
+    path = folder / f"{name}-seed{seed}-stage1-{epochs}.pt"
+    if not path.exists():
+        t = time.perf_counter()
+        est = TSimCNE(**{**base, "total_epochs": [epochs], "random_state": seed,
+                         "device": "cpu"})
+        est.fit(X)
+        est.save(path)
+        print(f"stage 1 ({epochs} epochs, seed {seed}): {time.perf_counter() - t:.0f} s",
+              flush=True)
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="fmnist10k")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--variants", nargs="+", default=["base", "all"])
+    ap.add_argument("--stage1", type=int, default=30)
+    ap.add_argument("--stage2", type=int, default=5)
+    ap.add_argument("--stage3", type=int, default=60)
+    ap.add_argument("--params", default="{}", help="JSON: more settings for every variant")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="/tmp/simcne-recipes/results.jsonl")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    X, labels, base = load_dataset(a.dataset)
+    base = {k: v for k, v in base.items() if k != "total_epochs"}
+    extra = json.loads(a.params)
+    for seed in a.seeds:
+        src = stage1_model(a.dataset, X, base, seed, a.stage1, out.parent)
+        for v in a.variants:
+            params = {**base, **VARIANTS[v], **extra, "init": str(src), "init_stage": 1,
+                      "total_epochs": [0, a.stage2, a.stage3], "random_state": seed,
+                      "device": "cpu"}
+            t = time.perf_counter()
+            Y = TSimCNE(**params).fit_transform(X)
+            secs = time.perf_counter() - t
+            knn, spread = score(Y, labels)
+            row = dict(dataset=a.dataset, seed=seed, variant=v, knn=knn, spread=spread,
+                       seconds=secs, stage1=a.stage1, stage2=a.stage2, stage3=a.stage3,
+                       params={k: params[k] for k in params if k != "init"},
+                       **shape_scores(Y, labels))
+            np.save(out.parent / f"{a.dataset}-seed{seed}-{v}-{a.stage3}{a.params != '{}' and '-x' or ''}.npy", Y)
+            with open(out, "a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+            print(f"{a.dataset} seed {seed} {v:14s} knn {knn:.3f} ± {spread:.3f}  {secs:5.0f} s",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
