@@ -62,7 +62,8 @@ def training_params(est) -> dict:
 
 
 def save_checkpoint(path, *, params: dict, seed: int, n_images: int, stage: int, epoch: int,
-                    model, optimizer, rng: dict, history: list, stage_embeddings: list) -> None:
+                    model, optimizer, rng: dict, history: list, stage_embeddings: list,
+                    extras: dict | None = None) -> None:
     """Write a checkpoint atomically (see the module's docstring for what it holds)."""
     from ._io import save_torch
 
@@ -80,6 +81,9 @@ def save_checkpoint(path, *, params: dict, seed: int, n_images: int, stage: int,
         "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, 3)),
         "stage_embeddings": [torch.from_numpy(np.ascontiguousarray(e))
                              for e in stage_embeddings],
+        # the out_dim stages' state beyond the network (simcne.neighbors): the neighbour
+        # table, the negative bank
+        "extras": {k: v.detach().cpu() for k, v in (extras or {}).items() if v is not None},
     }
     save_torch(state, path, fsync=True,
                before_replace=lambda: _test_hook("written", stage, epoch))
@@ -199,7 +203,7 @@ class Keeper:
         return [] if self.state is None else [e.numpy() for e in self.state["stage_embeddings"]]
 
     def attach(self, *, model, seed: int, augment_gen, shuffle_gen, history: list,
-               stage_embeddings: list, stage_epochs: list, reseed) -> None:
+               stage_embeddings: list, stage_epochs: list, reseed, extras=None) -> None:
         """What a checkpoint holds and restores: the network, the seed, the generators of
         augmentation and shuffling (and torch's global one), the loss history and the
         finished stages' embeddings. ``reseed(*more)`` derives a seed for a process or a
@@ -209,6 +213,14 @@ class Keeper:
         self.history_list, self.embeddings, self.stage_epochs = (history, stage_embeddings,
                                                                  stage_epochs)
         self.reseed = reseed
+        #: extras() -> {name: tensor}: state of the out_dim stages kept beside the network
+        self.extras = extras
+
+    def saved_extras(self, number: int) -> dict:
+        """The extras a checkpoint holds for stage ``number`` when the run goes on in it."""
+        if self.state is None or number != self.first_stage:
+            return {}
+        return dict(self.state.get("extras", {}))
 
     def start(self, number: int) -> dict:
         """Where stage ``number`` starts: ``{}`` from scratch, or ``start_epoch`` and
@@ -247,7 +259,8 @@ class Keeper:
             return  # only rank 0 writes
         save_checkpoint(self.path, params=self.params, seed=self.seed, n_images=self.n_images,
                         stage=stage, epoch=epoch, model=self.model, optimizer=optimizer,
-                        rng=rng, history=self.history_list, stage_embeddings=self.embeddings)
+                        rng=rng, history=self.history_list, stage_embeddings=self.embeddings,
+                        extras=self.extras() if self.extras is not None else None)
         self.saved = (stage, epoch)
 
     def restore_last_good(self) -> bool:

@@ -237,6 +237,7 @@ class TSimCNE:
                       else dist.on_main(lambda: int(np.random.SeedSequence().generate_state(1)[0])))
         self._verbose = int(self.verbose) if dist.is_main() else 0
         self._neighbors = None  # neighbor_positives' table, found before stage 2
+        self._bank = None  # the current stage's NegativeBank (bank_negatives)
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "TSimCNE":
@@ -289,7 +290,8 @@ class TSimCNE:
         keeper.attach(model=model, seed=self._seed, augment_gen=self._augment_gen,
                       shuffle_gen=run.generator, history=run.history,
                       stage_embeddings=self.stage_embeddings_, stage_epochs=self._epochs,
-                      reseed=lambda *more: _rank_seed(self._seed, *more))
+                      reseed=lambda *more: _rank_seed(self._seed, *more),
+                      extras=self._extras_state)
         self.__dict__.pop("embedding_", None)  # a diverged run leaves none
         try:
             # stage 1: the whole network, pretrain_out_dim outputs
@@ -332,20 +334,24 @@ class TSimCNE:
         if number == 2:
             self.n_trainable_stage2_ = trainable
         stage = stages[number - 1]
+        start = keeper.start(number)
         if number > 1:
-            self._map_extras(stage, store)
-        stopped = train_stage(model, store, stage, run, **keeper.start(number))
+            self._map_extras(stage, store, keeper.saved_extras(number))
+        stopped = train_stage(model, store, stage, run, **start)
         if number > 1:
             self.stage_embeddings_.append(self._finite_embedding(store, number, stages))
         return stopped
 
-    def _map_extras(self, stage, store) -> None:
+    def _map_extras(self, stage, store, saved: dict) -> None:
         """``neighbor_positives`` and ``bank_negatives`` for an out_dim stage: the partners'
         table (found once, from the backbone's features before the first out_dim stage) and
-        a bank filled with every image's position now (see :mod:`simcne.neighbors`)."""
+        a bank filled with every image's position now (see :mod:`simcne.neighbors`); when
+        the run goes on from a checkpoint in this stage, both as the checkpoint kept them."""
         from .neighbors import NegativeBank, NeighborPairs, knn_table
 
         if self.neighbor_positives > 0:
+            if self._neighbors is None and "neighbors" in saved:
+                self._neighbors = saved["neighbors"]
             if self._neighbors is None:
                 _, h = self._embed(store, backbone_features=True)
                 self._neighbors = knn_table(h, self.neighbor_positives, device=self._device)
@@ -355,7 +361,14 @@ class TSimCNE:
                          f"{h.shape[1]}-D backbone features")
             stage.pairs = NeighborPairs(self._neighbors)
         if self.bank_negatives > 0:
-            stage.bank = NegativeBank(self._embed(store), self.bank_negatives, self._device)
+            start = saved["bank"] if "bank" in saved else self._embed(store)
+            stage.bank = NegativeBank(start, self.bank_negatives, self._device)
+        self._bank = stage.bank
+
+    def _extras_state(self) -> dict:
+        """What a checkpoint keeps of the out_dim stages' extras."""
+        bank = getattr(self, "_bank", None)
+        return {"neighbors": self._neighbors, "bank": None if bank is None else bank.pos}
 
     def _network(self, device, init_stage: int, resumed: bool):
         """The network to train, checked, with the weights it starts from (``init`` or

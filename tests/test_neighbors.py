@@ -155,3 +155,21 @@ def test_bad_values_name_the_parameter(tiny, name, value):
 def test_defaults_keep_the_papers_recipe():
     est = TSimCNE()
     assert (est.neighbor_positives, est.bank_negatives, est.out_layer_init) == (0, 0, "random")
+
+
+@pytest.mark.parametrize("stop", [(2, 1), (3, 1)])
+def test_resumed_run_with_neighbours_and_bank_equals_an_uninterrupted_one(tiny, tmp_path,
+                                                                          stop):
+    X = tiny[0]
+    params = dict(total_epochs=[2, 2, 2], random_state=5, neighbor_positives=3,
+                  bank_negatives=50)
+    full = quick(**params).fit(X)
+    path = tmp_path / "run.ckpt"
+    quick(**params, checkpoint=str(path), checkpoint_every=1,
+          callbacks=lambda s, e, loss, model: (s, e) == stop).fit(X)
+    state = torch.load(path, weights_only=True)
+    assert state["extras"]["neighbors"].shape == (len(X), 3)
+    assert state["extras"]["bank"].shape == (len(X), 2)
+    second = quick(**params, checkpoint=str(path), checkpoint_every=1).fit(X)
+    np.testing.assert_array_equal(second.loss_history_, full.loss_history_)
+    np.testing.assert_array_equal(second.embedding_, full.embedding_)
