@@ -25,24 +25,7 @@ from .outputs import (StageClock, fit_report, read_fit_output, stages_run, write
 from .params import scalar_if_one
 from .train import PREFIX
 
-# Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
-# minutes on a 2-core CPU (docs/small_datasets.md; the measurements are in BENCHMARKS.md):
-# - resnet_tiny (widths 16/32/64): its cheaper steps buy 2.5 times the stage-3 epochs of
-#   resnet_small in the same time, and the map gains more from them than from the width;
-# - the augmentation without the mirror and with crops of 70-100 % of the image: a mirrored
-#   or heavily cropped digit is often another digit;
-# - stage 1 short (its features are good after a few epochs on digits), stage 2 at 20 times
-#   stage 1's rate (at 14 steps an epoch, stage 1's rate leaves the new layer far from
-#   trained after 5 epochs);
-# - exaggeration 4 in stages 2 and 3, the new layer at N(0, 0.1^2) and stage 3 at about
-#   7 times stage 1's rate: a short run contracts into separated clusters instead of an
-#   evenly spread disc.
-DEMO = dict(backbone="resnet_tiny", total_epochs=[10, 5, 150], batch_size=128,
-            lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
-            data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)}, random_state=0)
-
-#: named sets of TSimCNE parameters for `simcne fit --preset NAME` (flags override them)
-PRESETS = {"demo": DEMO}
+from .presets import DEMO, PRESETS, describe_presets  # noqa: F401  (cli.DEMO, cli.PRESETS)
 
 #: the checkpoint that `simcne fit` keeps in --out unless --no-checkpoint
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -415,8 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "run again after a crash goes on from it; removed once it completes)")
     fit.add_argument("--preset", choices=sorted(PRESETS), default=None,
                      help="start from a named set of parameters, which the flags below "
-                          "override (demo: the settings of 'simcne demo', for small images "
-                          "such as digits on a CPU)")
+                          "override (" + describe_presets() + ")")
     add_param_flags(fit)
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)

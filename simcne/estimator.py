@@ -176,6 +176,21 @@ class TSimCNE:
                 changed.append(f"{k}={v!r}")
         return f"TSimCNE({', '.join(changed)})"
 
+    @classmethod
+    def preset(cls, name: str, **params) -> "TSimCNE":
+        """A TSimCNE with the parameters of preset ``name`` (:mod:`simcne.presets`), which
+        ``params`` override.
+
+        Examples
+        --------
+        >>> from simcne import TSimCNE
+        >>> TSimCNE.preset("demo").total_epochs
+        [10, 5, 150]
+        """
+        from .presets import preset
+
+        return cls(**{**preset(name), **params})
+
     # -- validation -------------------------------------------------------------------------
     def _validate_params(self) -> None:
         """Every parameter against the one table (:mod:`simcne.params`), in scikit-learn's

@@ -1,0 +1,47 @@
+"""Named sets of :class:`simcne.TSimCNE` parameters for a purpose, in one place.
+
+``TSimCNE.preset(NAME, **overrides)`` in Python and ``simcne fit DATA --preset NAME`` on the
+command line (flags override the preset's values) read them; ``simcne fit --help`` lists
+them with :data:`DESCRIPTIONS`. ``TSimCNE()`` itself keeps the paper's settings: a preset
+is a choice the user makes by name. The measurements behind each are in BENCHMARKS.md and
+docs/small_datasets.md.
+"""
+
+from __future__ import annotations
+
+import copy
+
+# Settings of `simcne demo`: digits (1,797 8x8 images) on a CPU, trained in about two
+# minutes on a 2-core CPU (docs/small_datasets.md; the measurements are in BENCHMARKS.md):
+# - resnet_tiny (widths 16/32/64): its cheaper steps buy 2.5 times the stage-3 epochs of
+#   resnet_small in the same time, and the map gains more from them than from the width;
+# - the augmentation without the mirror and with crops of 70-100 % of the image: a mirrored
+#   or heavily cropped digit is often another digit;
+# - stage 1 short (its features are good after a few epochs on digits), stage 2 at 20 times
+#   stage 1's rate (at 14 steps an epoch, stage 1's rate leaves the new layer far from
+#   trained after 5 epochs);
+# - exaggeration 4 in stages 2 and 3, the new layer at N(0, 0.1^2) and stage 3 at about
+#   7 times stage 1's rate: a short run contracts into separated clusters instead of an
+#   evenly spread disc.
+DEMO = dict(backbone="resnet_tiny", total_epochs=[10, 5, 150], batch_size=128,
+            lr=[0.015, 0.3, 0.1], exaggeration=4.0, out_layer_std=0.1,
+            data_transform={"flip_p": 0.0, "crop_scale": (0.7, 1.0)}, random_state=0)
+
+#: named sets of TSimCNE parameters, each with the line that --help shows
+PRESETS = {"demo": DEMO}
+DESCRIPTIONS = {
+    "demo": "the settings of 'simcne demo': digit-like small images on a CPU (no mirror, "
+            "crops of 70-100 %%, resnet_tiny, exaggeration 4)",
+}
+
+
+def preset(name: str) -> dict:
+    """A copy of preset ``name``'s parameters; a ValueError names the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}: expected one of {sorted(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name])
+
+
+def describe_presets() -> str:
+    """One line per preset, for --help."""
+    return "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in sorted(PRESETS))
