@@ -288,3 +288,25 @@ def test_the_examples_of_fit_help_parse():
     assert lines
     for line in lines:
         check_simcne(shlex.split(line, comments=True)[1:], "simcne fit --help")
+
+
+def test_every_environment_variable_is_in_the_readme_table():
+    code = "\n".join(p.read_text() for p in (ROOT / "simcne").rglob("*.py"))
+    names = set(re.findall(r"\bSIMCNE_[A-Z0-9_]+\b", code))
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Environment variables"):]
+    table = table[:table.index("\n## ", 1)]
+    assert names and not {n for n in names if f"`{n}`" not in table}
+
+
+def test_api_md_is_made_from_the_docstrings_of_today():
+    """docs/api.md is what docs/make_api.py writes now (run it after changing a docstring)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_api", ROOT / "docs" / "make_api.py")
+    make_api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_api)
+    text = make_api.render()
+    assert "### class `simcne.TSimCNE`" in text and "#### `TSimCNE.fit`" in text
+    assert (ROOT / "docs" / "api.md").read_text() == text, (
+        "docs/api.md is out of date: run PYTHONPATH=. python docs/make_api.py")
