@@ -312,10 +312,11 @@ def fig_out_dim(r: Runner, out: Path):
     ax3 = fig.add_subplot(1, 2, 2, projection="3d")
     cmap = plt.get_cmap("tab10")
     s = max(0.5, min(20.0, 20000.0 / len(d.y)))  # plot_embedding's marker size
-    for c in np.unique(d.y):
-        m = d.y == c
-        ax3.scatter(*three.Y[m, :3].T, s=s, color=cmap(int(c) % 10), label=d.names[int(c)],
-                    depthshade=True, linewidths=0, rasterized=True)
+    order = np.random.default_rng(0).permutation(len(d.y))  # no class drawn over the others
+    ax3.scatter(*three.Y[order, :3].T, s=s, c=[cmap(int(c) % 10) for c in d.y[order]],
+                depthshade=True, linewidths=0, rasterized=True)
+    for c in np.unique(d.y):  # the legend's entries
+        ax3.scatter([], [], [], s=s, color=cmap(int(c) % 10), label=d.names[int(c)])
     ax3.view_init(elev=20, azim=35)
     ax3.set_xticklabels([])
     ax3.set_yticklabels([])

@@ -262,7 +262,8 @@ class TSimCNE:
         ------
         ValueError
             For a bad parameter or input (the message names it), for a ``batch_size`` whose
-            training step cannot fit in the available memory (CPU), and as
+            training step cannot fit in the available memory (the machine's on the CPU, the
+            GPU's free memory on CUDA; ``SIMCNE_MEMORY_CHECK=0`` skips this), and as
             :class:`simcne.TrainingDiverged` when the loss or the weights become NaN or
             infinite: its message names the stage, the epoch and the learning rate and the
             checkpoint kept (the last good one); ``embedding_`` is then not set, and

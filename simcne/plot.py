@@ -26,8 +26,12 @@ def _plt():
 
 
 def plot_embedding(Y, labels=None, class_names=None, ax=None, s=None, title=None,
-                   legend=True):
+                   legend=True, random_state=0):
     """Scatter a 2-D embedding coloured by class, with a legend of class names.
+
+    The points are drawn in a random order (one scatter of all points), so that no class
+    hides under the others where they overlap, as the last class drawn would if the classes
+    were drawn one after another.
 
     Parameters
     ----------
@@ -37,10 +41,14 @@ def plot_embedding(Y, labels=None, class_names=None, ax=None, s=None, title=None
         ``class_names[label]`` is shown in the legend (else the label itself).
     ax : matplotlib Axes, optional
         Drawn into when given, else a new figure is made.
+    random_state : int, default=0
+        Seed of the drawing order.
 
     Returns
     -------
     ax : matplotlib Axes
+        ``ax.collections[0]`` holds the points, in the drawing order; the legend lists the
+        classes in label order.
     """
     plt = _plt()
     Y = np.asarray(Y)
@@ -52,17 +60,22 @@ def plot_embedding(Y, labels=None, class_names=None, ax=None, s=None, title=None
     if labels is None:
         ax.scatter(Y[:, 0], Y[:, 1], s=s, c="0.3", linewidths=0, rasterized=True)
     else:
+        from matplotlib.lines import Line2D
+
         labels = np.asarray(labels)
-        classes = np.unique(labels)
+        classes, k = np.unique(labels, return_inverse=True)
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-        for i, c in enumerate(classes):
-            m = labels == c
-            name = class_names[int(c)] if class_names is not None else str(c)
-            ax.scatter(Y[m, 0], Y[m, 1], s=s, color=cmap(i % cmap.N), label=name,
-                       linewidths=0, rasterized=True)
+        colors = np.array([cmap(i % cmap.N) for i in range(len(classes))])
+        order = np.random.default_rng(random_state).permutation(len(Y))
+        ax.scatter(Y[order, 0], Y[order, 1], s=s, c=colors[k.ravel()[order]], linewidths=0,
+                   rasterized=True)
         if legend:
-            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                      markerscale=max(1.0, 6.0 / np.sqrt(s)), fontsize="small")
+            handles = [Line2D([], [], ls="", marker="o", ms=max(np.sqrt(s), 6.0),
+                              color=colors[i], mew=0,
+                              label=class_names[int(c)] if class_names is not None else str(c))
+                       for i, c in enumerate(classes)]
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                      frameon=False, fontsize="small")
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xticks([])
     ax.set_yticks([])

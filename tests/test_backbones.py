@@ -209,3 +209,19 @@ def test_pretrained_weights_are_kept(tmp_path):
     model = make_model(backbone=plain, image_size=(8, 8))
     check_model(model, 3, (8, 8))
     assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet_small", "resnet_tiny"])
+def test_resnet_stem_is_3x3_stride_1_without_max_pool(name):
+    """Issue 29: the SimCLR stem for small images keeps a 32x32 image at 32x32."""
+    bb = make_backbone(name)
+    conv = bb.conv1
+    assert conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in bb.modules())
+    x = torch.randn(2, 3, 32, 32)
+    stem = bb.relu(bb.bn1(bb.conv1(x)))
+    assert stem.shape == (2, conv.out_channels, 32, 32)
+    # the first stage keeps the size too; ResNet18 downsamples 8x in all (32 -> 4)
+    assert bb.layer1(stem).shape[-2:] == (32, 32)
+    if name == "resnet18":
+        assert bb.layer4(bb.layer3(bb.layer2(bb.layer1(stem)))).shape[-2:] == (4, 4)

@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from matplotlib.colors import to_rgba  # noqa: E402
+
 from simcne.plot import (_plt, plot_embedding, plot_loss, plot_stages,  # noqa: E402
                          plot_thumbnails, save_figure)
 
@@ -29,15 +31,42 @@ def _two_blobs(n=60):
 def test_plot_embedding_one_scatter_per_class_and_a_legend(plt):
     Y, y = _two_blobs()
     ax = plot_embedding(Y, y, ["cat", "dog"])
-    assert len(ax.collections) == 2
+    assert len(ax.collections) == 1
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cat", "dog"]
+
+
+def test_classes_are_drawn_in_a_seeded_random_order(plt):
+    """Issue 29: drawn class by class, the last class covered the others where they met
+    (class 0 hid under the rest in stages.png). All points are one scatter, shuffled."""
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 100)
+    Y = rng.normal(size=(300, 2))  # the classes overlap everywhere
+    ax = plot_embedding(Y, y, ["a", "b", "c"])
+    points = ax.collections[0]
+    drawn = points.get_offsets()
+    order = [int(np.flatnonzero((Y == p).all(axis=1))[0]) for p in np.asarray(drawn)]
+    assert sorted(order) == list(range(300))  # every point once
+    drawn_labels = y[order]
+    # each class is spread over the drawing order: every tenth of it has every class
+    for part in np.array_split(drawn_labels, 10):
+        assert set(part) == {0, 1, 2}
+    # colours follow the points: one colour per class, the legend's
+    colors = points.get_facecolors()
+    legend = {t.get_text(): h.get_color() for t, h in
+              zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    for label, name in enumerate("abc"):
+        assert np.allclose(colors[drawn_labels == label], to_rgba(legend[name]))
+    # seeded: the same order again, another with another seed
+    again = plot_embedding(Y, y, random_state=0).collections[0].get_offsets()
+    other = plot_embedding(Y, y, random_state=1).collections[0].get_offsets()
+    assert np.array_equal(again, drawn) and not np.array_equal(other, drawn)
 
 
 def test_plot_stages_one_axes_per_stage(plt, tmp_path):
     Y, y = _two_blobs()
     axes = plot_stages([Y, Y * 2, Y * 3], y, ["cat", "dog"])
     assert len(axes) == 3
-    assert all(len(ax.collections) == 2 for ax in axes)
+    assert all(len(ax.collections) == 1 for ax in axes)
     assert axes[0].get_title().startswith("a") and "stage 3" in axes[2].get_title()
     assert axes[-1].get_legend() is not None and axes[0].get_legend() is None
     save_figure(axes[0].figure, tmp_path / "s.png")

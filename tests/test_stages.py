@@ -152,3 +152,27 @@ def test_projection_head_linear_and_pretrain_out_dim(tiny, record):
     est2 = quick(total_epochs=[0], pretrain_out_dim=16)
     m = est2.fit(tiny[0]).model_
     assert m.projection_head[0].out_features == 1024
+
+
+def test_stage_two_trains_the_new_layer_and_nothing_else(tiny):
+    """Issue 29: counting requires_grad is not training. The weights at the end of stage 1,
+    after stage 2's first epoch and at its end: only the fresh Linear moves in stage 2."""
+    snaps = {}
+
+    def snapshot(stage, epoch, loss, model):
+        snaps[(stage, epoch)] = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    est = quick(total_epochs=[2, 3, 1], callbacks=snapshot).fit(tiny[0])
+    end1, first2, end2 = snaps[(1, 2)], snaps[(2, 1)], snaps[(2, 3)]
+    last = [k for k, v in end2.items() if v.ndim == 2][-1].rsplit(".", 1)[0]  # the new Linear
+    new = {f"{last}.weight", f"{last}.bias"}
+    assert end2[f"{last}.weight"].shape == (2, 1024)
+    assert set(end1) - new == set(end2) - new  # the same network around the swapped layer
+    for name in set(end2) - new:
+        assert torch.equal(end1[name], end2[name]), f"{name} moved in stage 2"
+    moved = (end2[f"{last}.weight"] - first2[f"{last}.weight"]).abs().max()
+    assert moved > 1e-4, "the new layer did not train in stage 2"
+    assert not torch.equal(end2[f"{last}.bias"], first2[f"{last}.bias"])
+    # and stage 3 trains the rest again
+    assert any(not torch.equal(end2[k], v) for k, v in
+               est.model_.state_dict().items() if k in end2 and k not in new)

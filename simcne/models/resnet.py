@@ -136,8 +136,8 @@ def resnet_tiny(in_channels: int = 3) -> ResNet:
     77,392 parameters (3 channels) and 64 features: ``resnet_small`` at half the width, about
     4x fewer multiply-adds. Made for tiny images (8x8 to 32x32: digits, MNIST-like data,
     icons) on a CPU, where its cheaper steps buy more epochs in the same time: on scikit-learn's
-    digits it reached a better map than ``resnet_small`` in the same minutes (README, "Small
-    datasets"). For natural images use ``"resnet18"``.
+    digits it reached a better map than ``resnet_small`` in the same minutes
+    (docs/small_datasets.md). For natural images use ``"resnet18"``.
 
     Parameters
     ----------
