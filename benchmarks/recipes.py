@@ -47,6 +47,8 @@ VARIANTS = {
     "all-rho2": dict(neighbor_positives=15, bank_negatives=1_000_000, out_layer_init="pca",
                      exaggeration=2.0),
     "nb-rho1": dict(neighbor_positives=15, exaggeration=1.0),
+    "ee-then-1": dict(exaggeration=[1.0, 4.0, 1.0]),
+    "pca-ee-then-1": dict(out_layer_init="pca", exaggeration=[1.0, 4.0, 1.0]),
     "nb-bank-rho1": dict(neighbor_positives=15, bank_negatives=1_000_000, exaggeration=1.0),
     "nb-bank-rho2": dict(neighbor_positives=15, bank_negatives=1_000_000, exaggeration=2.0),
 }
