@@ -75,8 +75,12 @@ PREFIX = "[gpu_check]"
 TARGET_EPOCH_S = 1.5
 TARGET_RATIO = 10.0
 #: t-SNE (openTSNE, defaults) of the 70,000 Fashion-MNIST images' pixels, 2-D kNN (k = 15,
-#: stratified 20 % split, mean over split seeds 0, 1, 2): measured elsewhere, not rerun
+#: stratified 20 % split, mean over split seeds 0, 1, 2): a constant, measured before and
+#: elsewhere, not in the run (the device machine has no openTSNE, and t-SNE of 70,000 points
+#: would take a minute or two of its 9); the report names it so
 TSNE_PIXELS_70K = 0.841
+TSNE_NOTE = ("a constant, not measured in this run (openTSNE's defaults on the 70,000 "
+             "images' pixels, measured before the check)")
 
 #: the speed test: ResNet18 at 32x32, batch 512, the paper's SGD settings
 SPEED = dict(n_images=60_000, image_size=32, batch_size=512, backbone="resnet18", epochs=3,
@@ -91,8 +95,10 @@ SPEED_DRY = dict(SPEED, n_images=256, image_size=8, batch_size=64, backbone="res
 #: with ResNet18 at the images' own 28x28. ``total_epochs`` comes from the time budget.
 MAP = dict(backbone="resnet18", batch_size=512, lr=[0.06, 1.2, 0.4], exaggeration=4.0,
            out_layer_std=0.1, data_transform={"crop_scale": [0.5, 1.0]}, random_state=0)
-MAP_DRY = dict(MAP, backbone="resnet_tiny", image_size=8, batch_size=64,
-               lr=[0.015, 0.3, 0.1], total_epochs=[1, 1, 1])
+#: the dry run tries the recipe itself at a small scale: ResNet18 and its rates (stage 3 at
+#: 0.4), on 256 images at 8x8 in batches of 128 (the rates unscaled: as fast, per image,
+#: as the real run's), one epoch a stage
+MAP_DRY = dict(MAP, image_size=8, batch_size=128, total_epochs=[1, 1, 1])
 #: shares of the epochs the budget buys: stage 1, stage 2 (at least 2 epochs); stage 3 the rest
 MAP_SHARES = (0.25, 0.03)
 #: seconds kept, after training stops, for the last embedding, the kNN and the figure
@@ -325,7 +331,7 @@ def time_train_stage(images: np.ndarray, cfg: dict, device, cudnn_benchmark=None
         clock.start()
         train_stage(model, store, Stage(1, 1 + cfg["epochs"], cfg["lr"], 0, info_nce),
                     Training(batch_size=cfg["batch_size"], device=device,
-                             augment=lambda x: aug(x, generator=gen),
+                             augment=aug.bind(gen),
                              generator=torch.Generator().manual_seed(2),
                              momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
                              grad_clip=cfg["grad_clip"], precision=cfg["precision"],
@@ -646,7 +652,7 @@ def load_fashion_mnist(folder, dry: bool):
 
 def cmd_map(a) -> int:
     from quality import score
-    from simcne import TSimCNE
+    from simcne import TrainingDiverged, TSimCNE
 
     device = need_cuda("map", a.dry_run)
     work, out = Path(a.work), Path(a.out)
@@ -662,7 +668,8 @@ def cmd_map(a) -> int:
     params.update(json.loads(a.params) if a.params else {})
     res = dict(n_images=n, source=store.meta.get("folder"), dataset=store.meta.get("name"),
                params=params, budget_s=a.budget, epoch_s_estimate=epoch_s, estimate_from=basis,
-               plan=plan, tsne_pixels=TSNE_PIXELS_70K, notes=notes, device=str(device))
+               plan=plan, tsne_pixels=TSNE_PIXELS_70K, tsne_pixels_source=TSNE_NOTE,
+               notes=notes, device=str(device))
     for note in notes:
         say(note)
     say(f"map: {n:,} images from {res['source']}; budget {a.budget:.0f} s at about "
@@ -678,7 +685,15 @@ def cmd_map(a) -> int:
     clock = EpochClock(device, budget_s=cap, min_epochs=1)
     est = TSimCNE(**params, callbacks=[clock])
     clock.start()
-    est.fit(store)
+    try:
+        est.fit(store)
+    except TrainingDiverged as err:  # a result, reported as such (not a crash of the part)
+        ran = [sum(1 for m in clock.marks if m["stage"] == s) for s in (1, 2, 3)]
+        res.update(diverged=" ".join(str(err).split()), fit_s=clock.elapsed(), epochs_ran=ran,
+                   diverged_at=dict(stage=err.stage, epoch=err.epoch, lr=err.lr), knn=None)
+        say(f"map: DIVERGED after {res['fit_s']:.0f} s (epochs {ran}): {res['diverged']}")
+        write_json(path, res)
+        return 0
     res["fit_s"] = clock.elapsed()
     ran = [sum(1 for m in clock.marks if m["stage"] == s) for s in (1, 2, 3)]
     res.update(epochs_ran=ran, stopped_early=ran != list(params["total_epochs"])[:3],
@@ -699,7 +714,8 @@ def cmd_map(a) -> int:
         f"{', '.join('-' if s is None else f'{s:.2f}' for s in res['stage_epoch_s'])} s a "
         f"stage); 2-D kNN {res['knn']:.3f} ± {res['knn_sd']:.3f} (after each stage "
         f"{' / '.join(f'{k:.3f}' for k in res['knn_stages'])}), t-SNE of the pixels "
-        f"{TSNE_PIXELS_70K}; {res['distinct_x']:,} distinct x-coordinates of {n:,}")
+        f"{TSNE_PIXELS_70K} ({TSNE_NOTE}); {res['distinct_x']:,} distinct x-coordinates "
+        f"of {n:,}")
     np.save(out / FILES["map_npy"], Y)
     res["embedding"] = FILES["map_npy"]
     write_json(path, res)
@@ -778,10 +794,15 @@ def targets(timing, reference, mp, dry: bool) -> list[dict]:
                      shown=None if ratio is None else f"{ratio:.1f}x ({ref:.2f} s / {ours:.2f} s)",
                      result=judge(None if ratio is None else ratio >= TARGET_RATIO)))
     knn = (mp or {}).get("knn")
-    rows.append(dict(target=f"70,000 Fashion-MNIST map: 2-D kNN > t-SNE of the pixels "
-                            f"({TSNE_PIXELS_70K})", value=knn,
-                     shown=None if knn is None else f"{knn:.3f} ± {mp['knn_sd']:.3f}",
-                     result=judge(None if knn is None else knn > TSNE_PIXELS_70K)))
+    row = dict(target=f"70,000 Fashion-MNIST map: 2-D kNN > t-SNE of the pixels "
+                      f"({TSNE_PIXELS_70K}, a constant)", value=knn,
+               shown=None if knn is None else f"{knn:.3f} ± {mp['knn_sd']:.3f}",
+               result=judge(None if knn is None else knn > TSNE_PIXELS_70K))
+    if (mp or {}).get("diverged"):  # a map that diverged is reported as such
+        at = mp.get("diverged_at", {})
+        row.update(shown=f"diverged in stage {at.get('stage')}, epoch {at.get('epoch')}",
+                   result="dry run" if dry else "DIVERGED")
+    rows.append(row)
     return rows
 
 
@@ -855,7 +876,11 @@ def block(r: dict) -> str:
                         if r["parts"].get("reference", {}).get("status") not in (None, "ok", "skipped")
                         else "") + ".")
     lines.append("")
-    if mp.get("knn") is not None:
+    if mp.get("diverged"):
+        lines.append(f"Map: **DIVERGED** after {mp.get('fit_s', 0):.0f} s (epochs run "
+                     f"{mp.get('epochs_ran')}), `TSimCNE({', '.join(f'{k}={v!r}' for k, v in mp['params'].items())})`"
+                     f": {mp['diverged']}")
+    elif mp.get("knn") is not None:
         lines.append(
             f"Map: {mp['n_images']:,} Fashion-MNIST images ({mp.get('dataset')}, "
             f"{'x'.join(map(str, mp.get('image_size', [])))}), `TSimCNE({', '.join(f'{k}={v!r}' for k, v in mp['params'].items())})`; "
@@ -866,7 +891,7 @@ def block(r: dict) -> str:
             f"**2-D kNN {mp['knn']:.3f} ± {mp['knn_sd']:.3f}** (k = 15, stratified 20 %, split "
             f"seeds 0, 1, 2); after stage 1 / 2 / 3 "
             f"{' / '.join(f'{k:.3f}' for k in mp.get('knn_stages', []))}; t-SNE of the pixels "
-            f"{TSNE_PIXELS_70K} (measured elsewhere). {mp.get('distinct_x', 0):,} distinct "
+            f"{TSNE_PIXELS_70K}: {TSNE_NOTE}. {mp.get('distinct_x', 0):,} distinct "
             f"x-coordinates of {mp['n_images']:,}. Figure: `{mp.get('figure') or 'none'}`."
             + _sentences(mp.get("notes", [])))
     else:
@@ -874,7 +899,7 @@ def block(r: dict) -> str:
         lines.append("Map: not made" + (f" ({why['status']}: {why.get('note') or why.get('last_line')})"
                                         if why else "") + ".")
     lines += ["", "Tests on the GPU machine (`SIMCNE_CPU_BF16` unset):"]
-    for name in ("test_cuda", "tests_gpu"):
+    for name in ("test_cuda", "tests_suite"):
         p = r["parts"].get(name, {})
         lines.append(f"- `{name}`: {p.get('status', 'not run')}"
                      + (f", {r['tests'].get(name)}" if r["tests"].get(name) else "")
@@ -893,7 +918,7 @@ def cmd_report(a) -> int:
         dry_run=bool(a.dry_run), command=a.command, seconds=a.elapsed, parts=parts,
         info=read_json(work / "info.json"), timing=read_json(work / "timing.json"),
         reference=read_json(work / "reference.json"), map=read_json(work / "map.json"),
-        tests={k: _pytest_summary(work / f"{k}.out") for k in ("test_cuda", "tests_gpu")},
+        tests={k: _pytest_summary(work / f"{k}.out") for k in ("test_cuda", "tests_suite")},
         files=FILES)
     r["targets"] = targets(r["timing"], r["reference"], r["map"], r["dry_run"])
     write_json(out / FILES["results"], r)

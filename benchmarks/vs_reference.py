@@ -61,7 +61,7 @@ from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
 from simcne.train import (Stage, Training, autocast_for, train_stage,  # noqa: E402
-                          train_step)
+                          train_step, two_views)
 
 GFLOP_PER_VIEW = 3.33  # ResNet18, SimCLR stem, 32x32, forward + backward
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,8 +147,7 @@ class SimCNE:
         self.batch, self.lr, self.compile = batch, lr, compile
         self.gen = torch.Generator(device=device).manual_seed(1)
         self.shuffle = torch.Generator().manual_seed(2)
-        aug = Augment(size=32)
-        self.augment = lambda x: aug(x, generator=self.gen)
+        self.augment = Augment(size=32).bind(self.gen)  # both views in one call
         self.forward = torch.compile(self.model) if compile else self.model
 
     def _stage(self, store):
@@ -174,7 +173,7 @@ class SimCNE:
     def check_no_host_sync(self, steps=3):
         """CUDA: run train_step under torch's sync debug mode "error": any host
         synchronisation inside the step raises."""
-        x = self.store.batch(torch.arange(self.batch, device=self.device)).float().div_(255)
+        x = self.store.batch(torch.arange(self.batch, device=self.device))
         opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9,
                               weight_decay=5e-4)
         train_step(self.forward, opt, x, self.augment, info_nce, 4.0, autocast_for(self.device, self.precision))
@@ -189,15 +188,15 @@ class SimCNE:
         torch.cuda.synchronize(self.device)
 
     def views_only(self, steps):
-        """The same views of a batch as a step makes (gather, float, Augment twice), alone."""
+        """The same views of a batch as a step makes (gather, both views in one Augment
+        call), alone."""
         n = len(self.store)
         order = torch.randperm(n, generator=self.shuffle)
         _sync(self.device)
         t = time.perf_counter()
         for i in range(steps):
             x = self.store.batch(order[i * self.batch:(i + 1) * self.batch])
-            x = x.to(self.device).float().div_(255)
-            v = torch.cat([self.augment(x), self.augment(x)])
+            v = two_views(self.augment, x.to(self.device))
         float(v[0, 0, 0, 0])
         _sync(self.device)
         return time.perf_counter() - t

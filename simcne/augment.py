@@ -9,9 +9,20 @@ The same distribution as the paper's torchvision pipeline::
 
 but for a whole batch at once: parameters are drawn for every sample with one generator
 (:meth:`Augment.sample`), then applied with tensor operations (:meth:`Augment.apply`). No
-PIL and no Python loop over images. Crop, resize and flip are one bilinear ``grid_sample``;
-the colour operations follow torchvision's tensor semantics (blends clamped to [0, 1], hue
-rotated in HSV, the four jitter operations in a random order per sample).
+PIL, no Python loop over images and no host synchronisation (nothing waits for the device).
+Crop, resize and flip are one bilinear ``grid_sample``; the colour operations follow
+torchvision's tensor semantics (blends clamped to [0, 1], hue rotated in HSV, the four
+jitter operations in a random order per sample).
+
+Lean by design, because on a GPU every operation is a kernel launch paid by the host: one
+``torch.rand`` draws every random number of a call; the constants are made once per image
+size and device; the colour jitter runs as six blend passes and one hue rotation (each
+sample's brightness, contrast and saturation that come before its hue go to the first three
+passes, those after it to the last three; a pass is the identity for the samples it has
+nothing for); uint8 input is scaled to [0, 1] inside the first pass; the views come out
+channels-last (and in the dtype asked for). One call makes both views of a batch
+(:meth:`Augment.bind`, ``two_views``). About 130 aten operations a call for RGB images, 70
+for one-channel ones (``benchmarks/dispatch.py``).
 
 One-channel images keep one channel: brightness and contrast apply, saturation, hue and
 grayscale have no effect (as torchvision does for one-channel tensors).
@@ -21,16 +32,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
 _GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, torchvision's rgb_to_grayscale
-
-
-def _uniform(n, lo, hi, generator, device):
-    return torch.rand(n, generator=generator, device=device) * (hi - lo) + lo
+#: RandomResizedCrop's tries before its fallback (the whole image at an allowed ratio)
+_ATTEMPTS = 10
+#: columns of one call's uniform draws, per image: 10 crop tries and the fallback (scale,
+#: log-ratio and two position draws each), flip / jitter / grayscale, four jitter factors,
+#: four keys whose order is the jitter's order
+_DRAWS = ((_ATTEMPTS + 1) * 4, 3, 4, 4)
+#: the brightness, contrast and saturation blends as (scale, gray, mean) coefficients:
+#: ``A + f * B`` for a factor f gives ``y = scale * x + gray * luma(x) + mean * mean(luma(x))``
+_BLEND_A = ((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0))
+_BLEND_B = ((1.0, 0.0, 0.0), (1.0, 0.0, -1.0), (1.0, -1.0, 0.0))
+#: a hue rotation divides by the chroma; below this the chroma is 0 (every channel equal)
+_TINY = 1e-20
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -45,6 +65,8 @@ def _view(f: torch.Tensor) -> torch.Tensor:
     return f.view(-1, 1, 1, 1)
 
 
+# torchvision's definitions, one operation at a time (the tests compare the batched
+# colour jitter with these)
 def adjust_brightness(x, f):
     return (x * _view(f)).clamp_(0, 1)
 
@@ -66,22 +88,43 @@ def adjust_hue(x, f):
     """Rotate the hue by ``f`` turns (f in [-0.5, 0.5]), value and saturation unchanged."""
     if x.shape[1] == 1:
         return x
-    r, g, b = x.unbind(1)
-    # elementwise over the three planes: much faster on CPU than a reduction over dim 1
-    maxc = torch.maximum(torch.maximum(r, g), b)
-    minc = torch.minimum(torch.minimum(r, g), b)
-    chroma = maxc - minc
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    is_r, is_g = maxc == r, maxc == g
-    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(chroma > 0, h, torch.zeros_like(h))
-    h6 = torch.remainder(h + 6.0 * f.view(-1, 1, 1), 6.0)  # hue in sixths of a turn
-    # HSV -> RGB: c_n = V - C * clamp(min(k, 4 - k), 0, 1), k = (n + h6) mod 6, n = 5, 3, 1
-    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1
-    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    sixths = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return _rotate_hue(x, torch.add(sixths, _view(f.to(x.dtype)), alpha=6.0),
+                       _hue_weight(x.device, x.dtype))
+
+
+def _hue_weight(device, dtype) -> torch.Tensor:
+    """A 1x1 convolution's weight giving (g - b, b - r, r - g) of an RGB image."""
+    w = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]], dtype=dtype)
+    return w.view(3, 3, 1, 1).to(device)
+
+
+def _rotate_hue(x: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """HSV hue rotation in 14 operations; ``shift`` is (n, 3, 1, 1): ``(5, 3, 1) + 6 f``.
+
+    The hue in sixths of a turn is ``2 i + d_i / C``, i the channel holding the maximum V,
+    C = V - min the chroma and d = (g - b, b - r, r - g); the rotated pixel is
+    ``c_m = V - C * clamp(min(k, 4 - k), 0, 1)`` with ``k = (m + hue + 6 f) mod 6`` for
+    m = 5, 3, 1 (the HSV -> RGB formula; V, S and C unchanged). Where two channels share the
+    maximum, both give the same hue.
+    """
+    v, i = x.max(dim=1, keepdim=True)
+    chroma = v - x.amin(dim=1, keepdim=True)
+    d = F.conv2d(x, weight).gather(1, i)
+    hue = torch.add(d.div_(chroma.clamp_min(_TINY)), i, alpha=2)
+    k = torch.remainder(hue + shift, 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
+    return torch.addcmul(v, chroma, ramp, value=-1)
+
+
+def _channels_last(x: torch.Tensor, dtype=None) -> torch.Tensor:
+    """``x`` channels-last with the canonical strides (HWC, 1, WC, C), in ``dtype``: one copy
+    at most (see :func:`simcne.train.channels_last` for why the strides matter)."""
+    x = x.to(dtype=dtype or x.dtype, memory_format=torch.channels_last)
+    _, c, h, w = x.shape
+    if c == 1:
+        x = x.as_strided(x.shape, (h * w, 1, w, 1))
+    return x
 
 
 @contextlib.contextmanager
@@ -146,6 +189,23 @@ def check_settings(settings, param: str = "data_transform") -> dict:
     return out
 
 
+def _colour_consts(device, dtype) -> SimpleNamespace:
+    """The colour operations' constants on ``device`` (see :class:`Augment`)."""
+    def t(values):
+        return torch.tensor(values, dtype=dtype).to(device)
+
+    a, b = t(_BLEND_A).view(3, 3, 1), t(_BLEND_B).view(3, 3, 1)
+    return SimpleNamespace(
+        blend_identity=t([[1.0, 0.0, 0.0]] * 6).view(6, 3, 1), blend_a=a, blend_b=b,
+        # one channel: brightness and contrast, coefficients scale and mean
+        blend_a1=a[:2, ::2].contiguous(), blend_b1=b[:2, ::2].contiguous(),
+        uint8_scale=t([1 / 255] + [1.0] * 5).view(6, 1, 1),
+        uint8_scale1=t([1 / 255, 1.0]).view(2, 1, 1),
+        no_jitter=t([[1.0], [1.0], [1.0], [0.0]]),
+        luma=t(_GRAY).view(1, 3, 1, 1), hue_weight=_hue_weight(device, dtype),
+        sixths=t([5.0, 3.0, 1.0]).view(1, 3, 1, 1))
+
+
 @dataclass
 class Augment:
     """The t-SimCNE/SimCLR augmentation for batches of images.
@@ -174,6 +234,9 @@ class Augment:
     >>> x = torch.rand(8, 3, 32, 32)
     >>> aug(x, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([8, 3, 32, 32])
+    >>> views = aug.bind(torch.Generator().manual_seed(0)).two_views(x)  # both, one call
+    >>> views.shape
+    torch.Size([16, 3, 32, 32])
     """
 
     size: int | tuple = 32
@@ -183,6 +246,8 @@ class Augment:
     jitter: tuple = (0.4, 0.4, 0.4, 0.1)
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
+    #: constants by (device, dtype, input size), made once
+    _constants: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -190,67 +255,99 @@ class Augment:
         return (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1]))
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                 part: tuple[int, int] = (0, 1)) -> torch.Tensor:
-        """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> float (B, C, *size).
+                 part: tuple[int, int] = (0, 1), views: int = 1,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Augment a batch: uint8 (0-255) or float (0-1) (B, C, H, W) -> (B, C, *size), float
+        (``dtype``, default float32), channels-last.
 
         ``part=(k, m)``: ``x`` is the k-th of m equal, consecutive parts of a batch (one
         process's share under torchrun). The parameters are drawn for the whole batch, as
         one process would draw them, and the k-th part's are applied: every image gets the
         view it would get in a single process, and the generators of all the parts stay in
-        step.
+        step. ``views=v``: ``x`` is v blocks of equal size (e.g. a batch twice, for its two
+        views), each a part of its own block of the whole batch.
         """
         with _one_thread_on_cpu(x):
+            scale = 1.0
             if x.dtype == torch.uint8:
-                x = x.float().div_(255)
+                x, scale = x.float(), 1.0 / 255  # the scaling happens in the first blend
             k, m = part
-            b = x.shape[0]
-            params = self.sample(b * m, x.shape[-2:], generator=generator, device=x.device)
-            if m > 1:
-                params = {key: v[k * b : (k + 1) * b] for key, v in params.items()}
-            return self._apply(x, params)
+            n = x.shape[0]
+            if n % views:
+                raise ValueError(f"views={views} must divide the batch of {n} images")
+            u = self._draw(n * m, generator, x.device)
+            if m > 1:  # the rows of this part in each view's block of the whole batch
+                u = u.view(views, m, n // views, -1)[:, k].reshape(n, -1)
+            return self._apply(x, self._params(u, x.shape[-2:]), scale, dtype)
+
+    def bind(self, generator: torch.Generator | None = None,
+             part: tuple[int, int] = (0, 1)) -> "BoundAugment":
+        """This augmentation with its generator (and its process's part, see
+        :meth:`__call__`): a callable of a batch, with ``two_views`` for both views of it in
+        one call."""
+        return BoundAugment(self, generator, tuple(part))
 
     # -- parameters -------------------------------------------------------------------
     def sample(self, n: int, hw, generator=None, device=None) -> dict:
-        """Random parameters for ``n`` images of size ``hw``, as tensors of length n."""
+        """Random parameters for ``n`` images of size ``hw``, as tensors of length n:
+        ``top``, ``left``, ``height``, ``width`` (the crop), ``flip``, ``jitter`` (whether
+        the colour jitter applies), ``factors`` (n, 4: brightness, contrast, saturation,
+        hue), ``order`` (n, 4: the jitter operations' order, 0-3 in that sequence) and
+        ``gray``."""
         device = torch.device(device or "cpu")
-        H, W = int(hw[0]), int(hw[1])
-        top, left, height, width = self._sample_crops(n, H, W, generator, device)
-        flip = torch.rand(n, generator=generator, device=device) < self.flip_p
-        jit = torch.rand(n, generator=generator, device=device) < self.jitter_p
-        b, c, s, h = self.jitter
-        factors = torch.stack(
-            [
-                _uniform(n, max(0.0, 1 - b), 1 + b, generator, device),
-                _uniform(n, max(0.0, 1 - c), 1 + c, generator, device),
-                _uniform(n, max(0.0, 1 - s), 1 + s, generator, device),
-                _uniform(n, -h, h, generator, device),
-            ],
-            dim=1,
-        )
-        # (1, 1, 1, 0) made on the device: a tensor from a Python list would be a copy that
-        # waits for the device (these run every step)
-        identity = (torch.arange(4, device=device) < 3).float().expand(n, 4)
-        factors = torch.where(jit[:, None], factors, identity)
-        order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
-        gray = torch.rand(n, generator=generator, device=device) < self.grayscale_p
-        return dict(top=top, left=left, height=height, width=width, flip=flip,
-                    jitter=jit, factors=factors, order=order, gray=gray)
+        return self._params(self._draw(n, generator, device), hw)
 
-    def _sample_crops(self, n, H, W, generator, device, attempts: int = 10):
-        """torchvision's RandomResizedCrop.get_params, vectorised: 10 tries, then a centre crop."""
-        area = H * W
-        lo, hi = self.crop_scale
-        target = area * _uniform((n, attempts), lo, hi, generator, device)
-        log_r = _uniform((n, attempts), math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]),
-                         generator, device)
-        aspect = torch.exp(log_r)
-        w = torch.round(torch.sqrt(target * aspect))
-        h = torch.round(torch.sqrt(target / aspect))
-        ok = (w > 0) & (w <= W) & (h > 0) & (h <= H)
-        first = ok.float().argmax(dim=1, keepdim=True)  # first successful attempt
-        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
-        any_ok = ok.any(dim=1)
-        # fallback: the whole image, cropped to the nearest allowed aspect ratio
+    def _draw(self, n: int, generator, device) -> torch.Tensor:
+        return torch.rand(n, sum(_DRAWS), generator=generator, device=device)
+
+    def _params(self, u: torch.Tensor, hw) -> dict:
+        """The parameters of :meth:`sample` from one (n, 55) draw of uniforms.
+
+        The crop is torchvision's ``RandomResizedCrop.get_params`` for all images at once:
+        ten tries of an area and a log-ratio, the first that fits, else the fallback (the
+        whole image at the nearest allowed ratio, centred), which is an eleventh try that
+        always fits; each try has its own position draws.
+        """
+        H, W = int(hw[0]), int(hw[1])
+        c = self._consts(u.device, u.dtype, H, W)
+        n = u.shape[0]
+        crop, bern, fac, keys = u.split(_DRAWS, 1)
+        # per try: target area, log-ratio, and the position's two uniforms
+        v = torch.addcmul(c.crop_lo, crop.view(n, _ATTEMPTS + 1, 4), c.crop_span)
+        wh = (v[..., :1] * torch.exp(v[..., 1:2] * c.plus_minus)).sqrt_().round_()
+        fits = ((wh - c.mid).abs_() <= c.half).all(-1)  # 1 <= w <= W and 1 <= h <= H
+        first = fits.to(torch.uint8).argmax(1)  # the eleventh always fits
+        chosen = torch.cat([wh, v[..., 2:]], -1).gather(
+            1, first.view(n, 1, 1).expand(n, 1, 4)).view(n, 4)
+        size, where = chosen.split(2, 1)
+        corner = (c.room - size).mul_(where).floor_()  # uniform in 0 .. W - w, 0 .. H - h
+        left, top = corner.unbind(1)
+        width, height = size.unbind(1)
+        flip, jitter, gray = (bern < c.probs).unbind(1)
+        factors = torch.addcmul(c.factor_lo, fac, c.factor_span)
+        return dict(top=top, left=left, height=height, width=width, flip=flip, jitter=jitter,
+                    factors=factors, order=keys.argsort(dim=1), gray=gray)
+
+    def _consts(self, device, dtype, H: int = 0, W: int = 0) -> SimpleNamespace:
+        """The constants of a call, made once per device, dtype and input size (H, W; 0, 0
+        for the colour operations' constants, which do not depend on it)."""
+        key = (torch.device(device), dtype, H, W)
+        settings = (self.size, self.crop_scale, self.crop_ratio, self.flip_p, self.jitter,
+                    self.jitter_p, self.grayscale_p) if H else ()
+        c = self._constants.get(key + settings)
+        if c is None:
+            c = self._make_consts(*key) if H else _colour_consts(*key[:2])
+            self._constants[key + settings] = c
+        return c
+
+    def _make_consts(self, device, dtype, H: int, W: int) -> SimpleNamespace:
+        def t(values):
+            return torch.tensor(values, dtype=dtype).to(device)
+
+        oh, ow = self.out_size
+        s_lo, s_hi = self.crop_scale
+        r_lo, r_hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
+        # the fallback: the whole image cropped to the nearest allowed ratio, centred
         in_ratio = W / H
         if in_ratio < min(self.crop_ratio):
             fw, fh = W, round(W / min(self.crop_ratio))
@@ -258,96 +355,136 @@ class Augment:
             fw, fh = round(H * max(self.crop_ratio)), H
         else:
             fw, fh = W, H
-        w = torch.where(any_ok, w, torch.full_like(w, fw))
-        h = torch.where(any_ok, h, torch.full_like(h, fh))
-        u = torch.rand(n, 2, generator=generator, device=device)
-        top = torch.floor(u[:, 0] * (H - h + 1))
-        left = torch.floor(u[:, 1] * (W - w + 1))
-        top = torch.where(any_ok, top, (H - h).div(2, rounding_mode="floor"))
-        left = torch.where(any_ok, left, (W - w).div(2, rounding_mode="floor"))
-        return top, left, h, w
+        centre = 0.5 - 0.25 / (max(H, W) + 1)  # floor(centre * (D + 1)) = D // 2
+        lo = [[H * W * s_lo, r_lo, 0.0, 0.0]] * _ATTEMPTS + [
+            [fw * fh, math.log(fw / fh), centre, centre]]
+        span = [[H * W * (s_hi - s_lo), r_hi - r_lo, 1.0, 1.0]] * _ATTEMPTS + [[0.0] * 4]
+        b, ct, s, h = self.jitter
+        f_lo = [max(0.0, 1 - b), max(0.0, 1 - ct), max(0.0, 1 - s), -h]
+        f_hi = [1 + b, 1 + ct, 1 + s, h]
+        steps = torch.arange(max(oh, ow), dtype=torch.float64) + 0.5
+        gi = torch.arange(oh).view(oh, 1, 1).expand(oh, ow, 2)
+        gj = torch.arange(ow).view(1, ow, 1).expand(oh, ow, 2)
+        axis = torch.tensor([0, 1]).expand(oh, ow, 2)
+        return SimpleNamespace(
+            # sampling
+            crop_lo=t(lo), crop_span=t(span), plus_minus=t([1.0, -1.0]),
+            mid=t([(W + 1) / 2, (H + 1) / 2]), half=t([(W - 1) / 2, (H - 1) / 2]),
+            room=t([W + 1.0, H + 1.0]), probs=t([self.flip_p, self.jitter_p, self.grayscale_p]),
+            factor_lo=t(f_lo), factor_span=t([a - b for a, b in zip(f_hi, f_lo)]),
+            # crop, resize and flip: box (x0, y0, w, h) -> normalised (-1 .. 1) start and size
+            box_k=t([2 / W, 2 / H, 2 / W, 2 / H]), box_off=t([-1.0, -1.0, 0.0, 0.0]),
+            half_k=t([[1 / W], [1 / H]]), flip_mask=t([[1.0], [0.0]]),
+            grid_t=torch.stack([steps / ow, steps / oh]).to(dtype).to(device),
+            grid_axis=axis.contiguous().to(device),
+            grid_index=torch.where(axis == 0, gj, gi).contiguous().to(device))
 
     # -- application ------------------------------------------------------------------
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         """Apply parameters from :meth:`sample` to a float (B, C, H, W) batch in [0, 1].
 
-        On CPU this runs on one thread: it is some 150 elementwise operations on small
+        On CPU this runs on one thread: it is some 130 elementwise operations on small
         tensors, for which splitting over threads saves little and, on a machine shared with
         other jobs, costs a lot (BENCHMARKS.md).
         """
         with _one_thread_on_cpu(x):
             return self._apply(x, p)
 
-    def _apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+    def _apply(self, x: torch.Tensor, p: dict, scale: float = 1.0, dtype=None) -> torch.Tensor:
         x = self.crop_resize_flip(x, p)
-        x = self.color_jitter(x, p)
+        x = self.color_jitter(x, p, scale)
         if x.shape[1] == 3:
-            g = grayscale(x).expand_as(x)
-            x = torch.where(p["gray"].view(-1, 1, 1, 1), g, x)
-        return x
+            c = self._consts(x.device, x.dtype)
+            x = torch.where(p["gray"].view(-1, 1, 1, 1), F.conv2d(x, c.luma), x)
+        return _channels_last(x, dtype)
 
     def crop_resize_flip(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         """Bilinear resize of each sample's crop to ``size`` (half-pixel centres, edges clamped
-        to the crop as when resizing the cropped image), then the flip, in one grid_sample."""
+        to the crop as when resizing the cropped image), then the flip, in one grid_sample.
+
+        Along each axis the output's pixel centres are at ``t = (j + 0.5) / out`` of the
+        crop, clamped to ``[0.5 / w, 1 - 0.5 / w]`` (the crop's first and last pixel
+        centres), mirrored (``1 - t``) for a flip, at ``start + size * t`` (normalised).
+        """
         n, _, H, W = x.shape
         oh, ow = self.out_size
-        dt = x.dtype if x.is_floating_point() else torch.float32
-        ys = (torch.arange(oh, device=x.device, dtype=dt) + 0.5) / oh
-        xs = (torch.arange(ow, device=x.device, dtype=dt) + 0.5) / ow
-        top, left, h, w = (p[k].to(dt) for k in ("top", "left", "height", "width"))
-        # source pixel coordinates (pixel centres at integers), clamped to the crop
-        sy = top[:, None] + ys[None] * h[:, None] - 0.5
-        sx = left[:, None] + xs[None] * w[:, None] - 0.5
-        sy = torch.minimum(torch.maximum(sy, top[:, None]), (top + h - 1)[:, None])
-        sx = torch.minimum(torch.maximum(sx, left[:, None]), (left + w - 1)[:, None])
-        sx = torch.where(p["flip"][:, None], sx.flip(1), sx)
-        gy = (sy + 0.5) * (2.0 / H) - 1.0  # normalised, align_corners=False
-        gx = (sx + 0.5) * (2.0 / W) - 1.0
-        grid = torch.stack(
-            (gx[:, None, :].expand(n, oh, ow), gy[:, :, None].expand(n, oh, ow)), dim=-1
-        )
+        c = self._consts(x.device, x.dtype, H, W)
+        box = torch.stack([p["left"], p["top"], p["width"], p["height"]], 1).to(x.dtype)
+        start, size = torch.addcmul(c.box_off, box, c.box_k).view(n, 2, 2, 1).unbind(1)
+        lo = torch.div(c.half_k, size)
+        t = torch.clamp(c.grid_t, lo, 1 - lo)
+        t = (t - p["flip"].view(n, 1, 1) * c.flip_mask).abs_()
+        g = torch.addcmul(start, size, t)  # (n, 2, S): x then y coordinates
+        grid = g[:, c.grid_axis, c.grid_index]  # (n, oh, ow, 2)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
-    def color_jitter(self, x: torch.Tensor, p: dict, sync_free: bool | None = None) -> torch.Tensor:
-        """The four jitter operations in each sample's own random order.
+    def color_jitter(self, x: torch.Tensor, p: dict, scale: float = 1.0) -> torch.Tensor:
+        """The four jitter operations in each sample's own random order, with no host sync.
 
-        Four passes, one per position in the order. In each, brightness, contrast and
-        saturation are one blend over the whole batch, ``clamp(f * x + a * gray + c, 0, 1)``
-        with per-sample scalars: ``f`` is the factor (1 for samples whose operation here is
-        another), ``a = 1 - f`` for saturation, ``c = (1 - f) * mean(gray)`` for contrast, else
-        0 (each operation's own formula, up to float rounding). The hue rotation
-        then runs on the samples whose operation here is hue: with ``sync_free`` (default: on
-        CUDA) on the whole batch followed by a select, so the host never waits for the device;
-        otherwise (default on CPU) on those samples only, which is less work.
+        RGB: six blend passes and one hue rotation between the third and the fourth. A
+        sample's brightness, contrast and saturation go, in its order, to passes 1-3 when
+        they come before its hue and to passes 4-6 when after (operation k at its position
+        in the order, plus 2 when after the hue); the other passes leave it as it is. A pass
+        is ``clamp(scale * x + gray * luma(x) + mean * mean(luma(x)), 0, 1)`` with
+        per-sample coefficients (each operation's own formula). One channel: two passes,
+        brightness and contrast in their order. ``scale`` multiplies the first pass (1/255
+        turns uint8 values into [0, 1] there).
         """
-        if sync_free is None:
-            sync_free = x.is_cuda
-        factors, order, active = p["factors"], p["order"], p["jitter"]
-        rgb = x.shape[1] == 3
-        zero = torch.zeros((), device=x.device, dtype=x.dtype)
-        one = torch.ones((), device=x.device, dtype=x.dtype)
-        for slot in range(4):
-            op = order[:, slot]
-            f = factors.gather(1, op[:, None])[:, 0].to(x.dtype)
-            is_b, is_c = active & (op == 0), active & (op == 1)
-            is_s, is_h = active & (op == 2) & rgb, active & (op == 3) & rgb
-            gray = grayscale(x)
-            mean = gray.mean(dim=(1, 2, 3))
-            scale = torch.where(is_b | is_c | is_s, f, one)
-            shift = torch.where(is_c, (1 - f) * mean, zero)
-            y = torch.addcmul(_view(shift), _view(scale), x)
-            if rgb:
-                y.addcmul_(_view(torch.where(is_s, 1 - f, zero)), gray)
-            x = y.clamp_(0, 1)
-            if not rgb:
-                continue
-            if sync_free:
-                x = torch.where(_view(is_h), adjust_hue(x, torch.where(is_h, f, zero)), x)
-            else:
-                idx = torch.nonzero(is_h).flatten()
-                if len(idx):
-                    x[idx] = adjust_hue(x[idx], f[idx])
+        n, ch = x.shape[:2]
+        c = self._consts(x.device, x.dtype)
+        factors = torch.where(p["jitter"], p["factors"].T.to(x.dtype), c.no_jitter)  # (4, n)
+        position = p["order"].argsort(dim=1).T  # (4, n): where each operation comes
+        if ch == 1:
+            # (op, coefficient: scale, mean, n): brightness then contrast, swapped where
+            # contrast comes first
+            blend = torch.addcmul(c.blend_a1, factors[:2].unsqueeze(1), c.blend_b1)
+            blend = torch.where(position[0] < position[1], blend, blend.flip(0))
+            if scale != 1.0:
+                blend = blend * c.uint8_scale1
+            coef = blend.view(4, n, 1, 1, 1).unbind(0)
+            for j in range(2):
+                s, mean = coef[2 * j : 2 * j + 2]
+                x = torch.addcmul(mean * x.mean((2, 3), keepdim=True), s, x).clamp_(0, 1)
+            return x
+        blend = torch.addcmul(c.blend_a, factors[:3].unsqueeze(1), c.blend_b)  # (3, 3, n)
+        before = position[:3]
+        slot = torch.add(before, before > position[3], alpha=2)  # pass of b, c, s: (3, n)
+        table = c.blend_identity.expand(6, 3, n).scatter(
+            0, slot.unsqueeze(1).expand(3, 3, n), blend)  # (pass, coefficient, n)
+        if scale != 1.0:
+            table = table * c.uint8_scale
+        coef = table.view(18, n, 1, 1, 1).unbind(0)
+        hue_shift = torch.add(c.sixths, factors[3].view(n, 1, 1, 1), alpha=6.0)
+        hue = p["jitter"].view(n, 1, 1, 1)
+        for j in range(6):
+            s, a, mean = coef[3 * j : 3 * j + 3]
+            gray = F.conv2d(x, c.luma)
+            y = torch.addcmul(mean * gray.mean((2, 3), keepdim=True), a, gray)
+            x = torch.addcmul(y, s, x).clamp_(0, 1)
+            if j == 2:
+                x = torch.where(hue, _rotate_hue(x, hue_shift, c.hue_weight), x)
         return x
+
+
+class BoundAugment:
+    """An :class:`Augment` with its generator and process part (:meth:`Augment.bind`).
+
+    ``bound(x)`` is one view of a batch; ``bound.two_views(x)`` both views of it (or of
+    ``x`` and ``second``) in one call, with independent draws: the views of image i are
+    rows i and B + i.
+    """
+
+    def __init__(self, augment: Augment, generator, part=(0, 1)):
+        self.augment, self.generator, self.part = augment, generator, part
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x, generator=self.generator, part=self.part)
+
+    def two_views(self, x: torch.Tensor, second: torch.Tensor | None = None,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+        both = torch.cat([x, x if second is None else second])
+        return self.augment(both, generator=self.generator, part=self.part, views=2,
+                            dtype=dtype)
 
 
 def resize(x: torch.Tensor, size) -> torch.Tensor:

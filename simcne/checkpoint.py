@@ -206,8 +206,9 @@ class Keeper:
                stage_embeddings: list, stage_epochs: list, reseed, extras=None) -> None:
         """What a checkpoint holds and restores: the network, the seed, the generators of
         augmentation and shuffling (and torch's global one), the loss history and the
-        finished stages' embeddings. ``reseed(*more)`` derives a seed for a process or a
-        generator whose state cannot be carried over."""
+        finished stages' embeddings. ``reseed(*more, shared=False)`` derives a seed for a
+        process or a generator whose state cannot be carried over (``shared``: the same on
+        every process)."""
         self.model, self.seed, self.augment_gen, self.shuffle_gen = (model, seed, augment_gen,
                                                                      shuffle_gen)
         self.history_list, self.embeddings, self.stage_epochs = (history, stage_embeddings,
@@ -231,8 +232,10 @@ class Keeper:
         if state is None or number != self.first_stage:
             return {}
         self.model.load_state_dict(state["model"])
+        # the augmentation's draws are the global batch's, the same on every process: so
+        # is a new seed (never the rank's)
         set_generator_state(self.augment_gen, state["rng"]["augment"],
-                            self.reseed(number, state["epoch"], 1))
+                            self.reseed(number, state["epoch"], 1, shared=True))
         self.shuffle_gen.set_state(state["rng"]["shuffle"])
         by_rank = state["rng"].get("torch_by_rank")
         if dist.rank() == 0 or by_rank is None:

@@ -17,6 +17,8 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 from . import dist
 from .data.labels import read_labels
 from .flags import add_param_flags, params_from_args, with_flag
@@ -478,11 +480,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 
+def _out_of_memory(e: BaseException, message: str) -> str:
+    """The one line for a run that ran out of memory (the GPU's or the machine's)."""
+    where = "the GPU" if isinstance(e, torch.OutOfMemoryError) else "this machine"
+    first = message.split(". ")[0].rstrip(".")
+    return (f"out of memory on {where} ({first}). Pass a smaller --batch-size (or a smaller "
+            "--image-size), or free memory; the check before training estimates a step's "
+            "memory, not all of it.")
+
+
 def main(argv=None) -> int:
     """Run the ``simcne`` command with ``argv`` (default: sys.argv[1:]); returns the exit code.
 
-    Errors in the command line or the inputs print one ``simcne: error: ...`` line and
-    return 2; anything else (a bug) raises with its traceback.
+    Errors in the command line or the inputs, and a run out of memory (the GPU's or the
+    machine's), print one ``simcne: error: ...`` line and return 2; anything else (a bug)
+    raises with its traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -491,8 +503,11 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.func(args)
-    except (UserError, ValueError, OSError, ImportError) as e:
+    except (UserError, ValueError, OSError, ImportError, MemoryError,
+            torch.OutOfMemoryError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+            message = _out_of_memory(e, message)
         where = f"[rank {dist.launch_rank()}] " if dist.launch_rank() else ""  # under torchrun, any rank may fail
         print(f"simcne: error: {where}{message}", file=sys.stderr)
         return 2

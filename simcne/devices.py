@@ -24,16 +24,62 @@ def resolve_device(device="auto") -> torch.device:
     """``device`` as one name: ``"auto"`` is CUDA when available, else the CPU; a CUDA
     device without an index is ``cuda:<the current device>`` (under torchrun
     ``cuda:LOCAL_RANK``, each process on its own GPU). Other names are read by torch as
-    they are (``"cpu"``, ``"cuda:1"``, ``"mps"``)."""
+    they are (``"cpu"``, ``"cuda:1"``, ``"mps"``).
+
+    Under torchrun with several processes on this machine, a ValueError naming 'device'
+    when a process's GPU does not exist (``LOCAL_RANK`` >= the number of GPUs: more
+    processes than GPUs) or when ``device`` names one GPU for all of them (``"cuda:0"``).
+    """
     if isinstance(device, str) and device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    given = device
     device = torch.device(device)
+    if device.type == "cuda" and dist.launched_by_torchrun():
+        _check_torchrun_gpu(device, given)
     if device.type == "cuda" and device.index is None:
         if dist.launched_by_torchrun():
             index = int(os.environ.get("LOCAL_RANK", "0") or 0)
         else:
             index = torch.cuda.current_device() if torch.cuda.is_available() else 0
         device = torch.device("cuda", index)
+    return device
+
+
+def _check_torchrun_gpu(device: torch.device, given) -> None:
+    """Under torchrun: each process of this machine on a GPU of its own (see
+    :func:`resolve_device`)."""
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or int(
+        os.environ.get("WORLD_SIZE", "1") or 1)
+    name = given if isinstance(given, str) else str(given)
+    if device.index is not None:
+        if here > 1:
+            raise ValueError(
+                f"The 'device' parameter of TSimCNE is {name!r} under torchrun with {here} "
+                "processes on this machine: every process would train on that one GPU. "
+                "Pass device='cuda' (or 'auto'): each process then takes its own, "
+                "cuda:LOCAL_RANK.")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if local >= count:
+        raise ValueError(
+            f"The 'device' parameter of TSimCNE is {name!r} under torchrun, and this "
+            f"process's GPU is cuda:{local} (LOCAL_RANK={local}), but this machine has "
+            f"{count} CUDA device(s): start at most {count} processes per machine "
+            "(torchrun --nproc_per_node), or pass device='cpu'.")
+
+
+def same_device(a, b) -> bool:
+    """Whether ``a`` and ``b`` name the same device, each resolved first: a CUDA device
+    without an index is the current one (``torch.device("cuda") != torch.device("cuda:0")``
+    although a tensor on the first is on the second)."""
+    return _indexed(torch.device(a)) == _indexed(torch.device(b))
+
+
+def _indexed(device: torch.device) -> torch.device:
+    if device.type == "cuda" and device.index is None:
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return torch.device("cuda", index)
     return device
 
 

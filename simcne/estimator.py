@@ -17,14 +17,14 @@ from torch import nn
 from . import data as _data
 from . import dist
 from .augment import Augment, check_settings, resize
-from .devices import gpu_free_memory, resolve_device, store_fits
+from .devices import GPU_SHARE, gpu_free_memory, resolve_device, same_device, store_fits
 from .checkpoint import Keeper, training_params
 from .losses import info_nce
 from .models import (check_model, load_backbone_weights, make_model, replace_last_linear,
                      set_trainable)
 from .params import error, is_int, is_real, numpydoc, validate
 from .train import (PREFIX, Stage, Training, TrainingDiverged, autocast_for, embed,
-                    step_memory, train_stage)
+                    step_memory, train_stage, uses_bf16)
 
 class TSimCNE:
     """t-SimCNE: a contrastive network that maps images to ``out_dim`` dimensions.
@@ -306,7 +306,8 @@ class TSimCNE:
         keeper.attach(model=model, seed=self._seed, augment_gen=self._augment_gen,
                       shuffle_gen=run.generator, history=run.history,
                       stage_embeddings=self.stage_embeddings_, stage_epochs=self._epochs,
-                      reseed=lambda *more: _rank_seed(self._seed, *more),
+                      reseed=lambda *more, shared=False: _rank_seed(self._seed, *more,
+                                                                    shared=shared),
                       extras=self._extras_state)
         self.__dict__.pop("embedding_", None)  # a diverged run leaves none
         try:
@@ -412,7 +413,9 @@ class TSimCNE:
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        step_bytes = self._check_memory(model, device)
+        # under torchrun every process checks its own memory, and a refusal on any of them
+        # ends all of them here (before the broadcast, where the others would wait for it)
+        step_bytes = dist.on_every(self._check_memory, model, device)
         dist.broadcast_module(model)  # every process starts from rank 0's network
         self.model_ = model
         return model, step_bytes, layer
@@ -466,7 +469,7 @@ class TSimCNE:
             batch_size=self._batch_size, augment=self._augment(self._augment_gen),
             device=device, generator=torch.Generator().manual_seed(self._seed + 1),
             optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip, precision=self.precision, compile=self.compile,
+            grad_clip=self.grad_clip, precision=self._bf16_on(device), compile=self.compile,
             callbacks=callbacks, verbose=self._verbose, history=keeper.history(),
             on_epoch_end=keeper.on_epoch_end if keeper.path is not None else None,
             step_bytes=step_bytes)
@@ -500,17 +503,25 @@ class TSimCNE:
         """The estimated memory of a training step; a ValueError when it cannot fit.
 
         Refuses a batch whose step alone (estimated, see ``simcne.train.step_memory``, under
-        the run's precision) exceeds the memory available to the process (CPU) or free on
-        the GPU, instead of letting the OOM killer or CUDA's out-of-memory error end the run
-        later. The estimate then decides whether the store's images go on the GPU beside
-        the step (:func:`_place`). ``SIMCNE_MEMORY_CHECK=0`` turns the refusal off.
+        the run's precision) exceeds ``GPU_SHARE`` (90 %) of the memory available to the
+        process (CPU) or free on the GPU, instead of letting the OOM killer or CUDA's
+        out-of-memory error end the run later (the estimate is not exact, and the rest of
+        the process needs memory too). The estimate then decides whether the store's images
+        go on the GPU beside the step (:func:`_place`). A model the estimate cannot probe
+        gets no check, and a warning says so. ``SIMCNE_MEMORY_CHECK=0`` turns the refusal
+        off.
         """
         from ._heap import available_memory
 
         try:
             need = step_memory(model, (self.in_channels_, *self.image_size_), self._batch_size,
-                               autocast=autocast_for(device, self.precision))
-        except Exception:  # noqa: BLE001  a model the probe cannot run: no estimate
+                               autocast=autocast_for(device, self._bf16_on(device)))
+        except Exception as e:  # noqa: BLE001  a model the probe cannot run: no estimate
+            warnings.warn(
+                f"The memory of a training step could not be estimated ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}), so batch_size="
+                f"{self._batch_size} is not checked against the memory there is; a step "
+                "that does not fit ends with an out-of-memory error.", stacklevel=3)
             return None
         if device.type == "cpu":
             avail, where = available_memory(), "this machine's memory"
@@ -518,26 +529,36 @@ class TSimCNE:
             avail, where = gpu_free_memory(device), f"the memory of GPU {device}"
         else:
             return need
-        if (avail is not None and need > avail
+        if (avail is not None and need > GPU_SHARE * avail
                 and os.environ.get("SIMCNE_MEMORY_CHECK", "1") != "0"):
-            fits = max(1, int(self._batch_size * avail / need))
+            fits = max(1, int(self._batch_size * GPU_SHARE * avail / need))
             raise ValueError(
                 f"The 'batch_size' parameter of TSimCNE is too large for {where}: a "
                 f"training step at batch_size={self._batch_size} with images of "
                 f"{self.image_size_[0]}x{self.image_size_[1]} needs about {need / 1e9:.1f} GB, "
-                f"but only {avail / 1e9:.1f} GB are available. Pass a smaller batch_size "
-                f"(about {fits} would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this "
-                "check).")
+                f"but only {avail / 1e9:.1f} GB are available (and {100 * GPU_SHARE:.0f} % of "
+                f"it is the most a step may take). Pass a smaller batch_size (about {fits} "
+                "would fit) or free memory (SIMCNE_MEMORY_CHECK=0 skips this check).")
         return need
+
+    def _bf16_on(self, device) -> bool:
+        """Whether the backbone runs under bf16 autocast on ``device``: ``precision`` read
+        once per device (``"auto"`` asks the hardware), then handed down as a bool."""
+        key = (str(device), self.precision)
+        known = getattr(self, "_bf16", None)
+        if known is None or known[0] != key:
+            self._bf16 = (key, uses_bf16(torch.device(device), self.precision))
+        return self._bf16[1]
 
     def _augment(self, generator) -> Callable:
         # under torchrun, each process applies its share of the global batch's draws
+        # (bound: both views of a batch in one call, see Augment.bind)
         part = (dist.rank(), dist.world_size())
         if self.data_transform is None or isinstance(self.data_transform, dict):
             aug = Augment(size=self.image_size_, **check_settings(self.data_transform or {}))
-            return lambda x: aug(x, generator=generator, part=part)
+            return aug.bind(generator, part)
         if isinstance(self.data_transform, Augment):
-            return lambda x: self.data_transform(x, generator=generator, part=part)
+            return self.data_transform.bind(generator, part)
         return self.data_transform
 
     def _embed(self, store, backbone_features: bool = False):
@@ -546,7 +567,7 @@ class TSimCNE:
         rows = dist.shard(n) if n >= dist.world_size() else range(n)
         out = embed(self.model_, store, image_size=self.image_size_, device=self._device,
                     backbone_features=backbone_features, resize=resize,
-                    precision=self.precision, rows=rows)
+                    precision=self._bf16_on(self._device), rows=rows)
         if len(rows) == n:
             return out
         if backbone_features:
@@ -660,11 +681,16 @@ def _say(line: str) -> None:
     print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
 
 
-def _rank_seed(seed: int, *more: int) -> int:
-    """``seed`` on rank 0 (one process: as before); on rank r > 0 a seed derived from it."""
-    if dist.rank() == 0 and not more:
+def _rank_seed(seed: int, *more: int, shared: bool = False) -> int:
+    """``seed`` on rank 0 (one process: as before); on rank r > 0 a seed derived from it.
+
+    With ``more``, a seed derived from ``seed`` and ``more`` (and the rank, unless
+    ``shared``: then every process gets rank 0's, for a generator whose draws the
+    processes share, as the augmentation's)."""
+    r = 0 if shared else dist.rank()
+    if r == 0 and not more:
         return seed
-    return int(np.random.SeedSequence([seed, dist.rank(), *more]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, r, *more]).generate_state(1)[0])
 
 
 def _pack(out, labels, return_labels, return_backbone_feat):
@@ -678,7 +704,7 @@ def _place(store, device: torch.device, step_bytes: int | None = None):
     """Put the store on the GPU when it fits beside the training step (or, without its
     estimate, in half of the free memory: see :func:`simcne.devices.store_fits`); else
     leave it where it is (batches then go to the GPU through pinned host memory)."""
-    if device.type != "cuda" or store.device == device:
+    if device.type != "cuda" or same_device(store.device, device):
         return store
     fits = store_fits(store.nbytes, gpu_free_memory(device), step_bytes)
     return store.to(device) if fits else store

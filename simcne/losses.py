@@ -85,10 +85,9 @@ def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.
         raise ValueError(f"info_nce needs an even number (>= 4) of rows, got {n}")
     if gathered:
         return _info_nce_gathered(z, metric, temperature, exaggeration, extra, extra_mask)
-    logits = log_similarity(z.float(), metric, temperature)
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    positive = torch.arange(n, device=z.device).roll(n // 2)
+    logits = log_similarity(z.float(), metric, temperature)  # a new tensor: filled in place
+    logits.diagonal().fill_(float("-inf"))  # not itself
+    positive = _positives(n, z.device)
     logits = _with_extra(logits, z, extra, extra_mask, metric, temperature)
     return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)
 
@@ -102,6 +101,20 @@ def _with_extra(logits, z, extra, extra_mask, metric, temperature):
     if extra_mask is not None:
         more = more.masked_fill(extra_mask, float("-inf"))
     return torch.cat([logits, more], 1)
+
+
+_POSITIVES: dict = {}
+
+
+def _positives(n: int, device: torch.device) -> torch.Tensor:
+    """``(i + n / 2) mod n`` for i < n: each row's positive, made once per (n, device)."""
+    key = (n, torch.device(device))
+    t = _POSITIVES.get(key)
+    if t is None:
+        if len(_POSITIVES) > 16:  # a few batch sizes in a process; never many
+            _POSITIVES.clear()
+        t = _POSITIVES[key] = torch.arange(n, device=device).roll(n // 2)
+    return t
 
 
 def _exaggerated(loss, logits, positive, exaggeration: float):

@@ -16,7 +16,7 @@ from torch import nn
 
 from . import dist
 from ._heap import reuse_fits, reuse_freed_memory
-from .devices import cudnn_autotune, embed_batch_size
+from .devices import cudnn_autotune, embed_batch_size, same_device
 from .losses import info_nce
 from .models import eval_mode
 
@@ -67,7 +67,10 @@ class Training:
     ``on_epoch_end(stage, epoch, optimizer)`` runs then (it writes checkpoints), before each
     ``callback(stage, epoch, loss, model)``, whose truthy return stops training.
     ``step_bytes`` (see :func:`step_memory`) lets the CPU keep freed memory for reuse only
-    where it fits.
+    where it fits. ``precision``: whether the backbone runs under bf16 autocast, decided
+    once by the caller (True/False; the names of :func:`uses_bf16` are read too).
+    ``augment`` with a ``two_views`` method (:meth:`simcne.augment.Augment.bind`) makes
+    both views of a batch in one call, from the uint8 batch.
     """
 
     batch_size: int
@@ -78,7 +81,7 @@ class Training:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float | None = 4.0
-    precision: str = "auto"
+    precision: bool | str = "auto"
     compile: bool = False
     callbacks: Sequence = ()
     verbose: int = 0
@@ -112,16 +115,36 @@ def _loss_and_finite(total: torch.Tensor, steps: int, params) -> tuple[float, bo
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    """The optimiser, its step one fused kernel over all the parameters (on CPU and CUDA;
+    elsewhere one multi-tensor, foreach, update) instead of a loop over them: on a GPU one
+    or a few kernel launches a step instead of several per parameter tensor; on the CPU the
+    same arithmetic with less overhead."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                 for p in params)
+    kw = {"fused": True} if fused else ({"foreach": True} if params else {})
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kw)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kw)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)``, with every per-parameter buffer (momentum, Adam's
+    moments) in its parameter's memory layout: a checkpoint's buffers come back in the
+    layout they were saved in (NCHW from a CPU run), and a buffer whose strides differ from
+    its channels-last weight's sends the multi-tensor step down its per-tensor path for the
+    rest of the stage."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, buf in opt.state.get(p, {}).items():
+                if (isinstance(buf, torch.Tensor) and buf.shape == p.shape
+                        and buf.stride() != p.stride()):
+                    opt.state[p][key] = torch.empty_like(p, dtype=buf.dtype).copy_(buf)
 
 #: /proc/cpuinfo flags of x86 CPUs that compute bf16 dot products natively
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -156,18 +179,21 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+def uses_bf16(device: torch.device, precision: bool | str = "auto") -> bool:
     """What ``precision`` picks on ``device``: True for bf16 autocast, False for fp32.
 
     ``"auto"`` is bf16 on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`),
-    fp32 elsewhere; ``"bf16"`` and ``"fp32"`` are what they say.
+    fp32 elsewhere; ``"bf16"`` and ``"fp32"`` are what they say; a bool is the decision,
+    made once (the estimator decides and hands it down).
     """
+    if isinstance(precision, bool):
+        return precision
     if precision == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
     return precision == "bf16"
 
 
-def autocast_for(device: torch.device, precision: str = "auto"):
+def autocast_for(device: torch.device, precision: bool | str = "auto"):
     """The autocast context of a forward pass: bf16 autocast where :func:`uses_bf16`
     says so, else none (plain fp32)."""
     if not uses_bf16(device, precision):
@@ -226,21 +252,43 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.as_strided(x.shape, (c * h * w, 1, w * c, c))
 
 
-def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast,
-               extras=None) -> torch.Tensor:
+def two_views(augment, x: torch.Tensor, second: torch.Tensor | None = None,
+              dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The two views of a uint8 (or float, in [0, 1]) batch, (2B, C, H, W) channels-last:
+    rows i and B + i are image i's (with ``second``, row B + i is ``second[i]``'s).
+
+    One call of ``augment.two_views`` where it has one (:meth:`simcne.augment.Augment.bind`:
+    one set of draws for both views, emitted in ``dtype``); otherwise ``augment`` (a
+    callable of a float batch in [0, 1], e.g. a user's ``data_transform``) is called for
+    each view. channels_last: tensor cores on CUDA; on CPU oneDNN's convolutions run faster
+    on it too (resnet_small 1.56x, resnet18 1.23x on the 2-core test machine; BENCHMARKS.md).
+    """
+    pair = getattr(augment, "two_views", None)
+    if pair is not None:
+        return pair(x, second, dtype=dtype)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    if second is not None and second.dtype == torch.uint8:
+        second = second.float().div_(255)
+    return channels_last(torch.cat([augment(x), augment(x if second is None else second)]))
+
+
+def train_step(model, optimizer, x, augment, loss_fn, grad_clip, autocast, extras=None, *,
+               view_dtype: torch.dtype | None = None) -> torch.Tensor:
     """augment twice -> forward -> loss -> backward -> clip -> step. Returns the detached loss.
 
-    With ``extras`` (:class:`simcne.neighbors.StepExtras`), ``x`` holds the first views'
-    images and then the second views' (the partners), the loss gets the bank's negatives and
-    the bank the step's outputs."""
+    ``x`` is the batch, uint8 as the store hands it out (or float in [0, 1]); the views
+    come out in ``view_dtype`` where the augmentation can emit it (bf16 under bf16 autocast:
+    the dtype the first convolution takes). With ``extras``
+    (:class:`simcne.neighbors.StepExtras`), ``x`` holds the first views' images and then the
+    second views' (the partners), the loss gets the bank's negatives and the bank the step's
+    outputs.
+    """
     if extras is None:
-        views = torch.cat([augment(x), augment(x)])
+        views = two_views(augment, x, dtype=view_dtype)
     else:
         b = x.shape[0] // 2
-        views = torch.cat([augment(x[:b]), augment(x[b:])])
-    # channels_last: tensor cores on CUDA; on CPU oneDNN's convolutions run faster on it too
-    # (resnet_small 1.56x, resnet18 1.23x on the 2-core test machine; see BENCHMARKS.md)
-    views = channels_last(views)
+        views = two_views(augment, x[:b], x[b:], dtype=view_dtype)
     with autocast:
         z, _ = model(views)
     loss = loss_fn(z) if extras is None else loss_fn(z, **extras.loss_kw())
@@ -280,8 +328,10 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(run.optimizer, params, stage.lr, run.momentum, run.weight_decay)
     if optimizer_state is not None:
-        opt.load_state_dict(optimizer_state)
-    autocast = autocast_for(device, run.precision)
+        load_optimizer_state(opt, optimizer_state)
+    bf16 = uses_bf16(device, run.precision)
+    autocast = autocast_for(device, bf16)
+    view_dtype = torch.bfloat16 if bf16 else None
     model.train()
     bar = None
     if verbose:
@@ -306,7 +356,7 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
         try:
             for epoch in range(start_epoch, stage.epochs):
                 order = torch.randperm(n, generator=run.generator)
-                if store.device == device and device.type == "cuda":
+                if device.type == "cuda" and same_device(store.device, device):
                     # the epoch's order on the GPU, copied from pinned memory without a sync
                     order = order.pin_memory().to(device, non_blocking=True)
                 total = torch.zeros((), device=device)
@@ -314,9 +364,9 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                 for i, x in enumerate(device_batches(store, chunks, device)):
                     for group in opt.param_groups:
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
-                    x = x.float().div_(255)
                     total += train_step(forward, opt, x, run.augment, stage.loss_fn,
-                                        run.grad_clip, autocast, extras)
+                                        run.grad_clip, autocast, extras,
+                                        view_dtype=view_dtype)
                 loss_value, finite = _loss_and_finite(total, steps, params)
                 if not math.isfinite(loss_value) or not finite:
                     _diverged(stage, epoch, steps, loss_value)
@@ -429,9 +479,15 @@ def device_batches(store, index_chunks, device: torch.device):
     it; the compute stream waits for the copy on the device, the host never waits for the
     compute. Before a pinned buffer is refilled, the host waits for the copy that read it two
     batches earlier (a copy, not the compute queued after it). Elsewhere, batches are
-    gathered where the store is and moved with ``.to(device)``.
+    gathered where the store is and moved with ``.to(device)``. A chunk may be a ``slice``
+    of consecutive rows (nothing to gather). Devices are compared resolved
+    (:func:`simcne.devices.same_device`: ``cuda`` is ``cuda:<current device>``).
     """
-    if device.type != "cuda" or store.device == device:
+    if same_device(store.device, device):
+        for idx in index_chunks:
+            yield store.batch(idx)
+        return
+    if device.type != "cuda":
         for idx in index_chunks:
             yield store.batch(idx).to(device)
         return
@@ -477,7 +533,8 @@ class _Rows:
         buf = torch.empty(t.shape, dtype=torch.float32, pin_memory=True)
         buf.copy_(t, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        # the copy was queued on t's device's current stream (not the current device's)
+        done.record(torch.cuda.current_stream(t.device))
         self.pending.append((done, buf, start))
         if len(self.pending) > 2:
             self._settle(1)
@@ -495,7 +552,7 @@ class _Rows:
 
 @torch.inference_mode()
 def embed(model: nn.Module, store, *, image_size, device, batch_size: int | None = None,
-          backbone_features: bool = False, resize=None, precision: str = "auto",
+          backbone_features: bool = False, resize=None, precision: bool | str = "auto",
           rows: range | None = None):
     """Model outputs (and backbone features) for the images of ``store``, no augmentation.
 
@@ -523,8 +580,8 @@ def _embed(model, store, *, image_size, device, batch_size, backbone_features, r
     if batch_size is None:
         batch_size = embed_batch_size(device, image_size or store.image_size)
     zs, hs = _Rows(n), _Rows(n)
-    chunks = (np.arange(first + s, first + min(n, s + batch_size))
-              for s in range(0, n, batch_size))
+    # consecutive rows: slices of the store, no index to gather (or copy to the device)
+    chunks = (slice(first + s, first + min(n, s + batch_size)) for s in range(0, n, batch_size))
     for start, x in zip(range(0, n, batch_size), device_batches(store, chunks, device)):
         x = x.float().div_(255)
         if resize is not None:

@@ -105,7 +105,6 @@ def test_batched_colour_jitter_equals_one_operation_at_a_time(channels):
     a = Augment(size=16)
     p = a.sample(48, (16, 16), generator=torch.Generator().manual_seed(5))
     want = _jitter_one_op_at_a_time(x, p)
-    # the CPU default works on each operation's samples; the sync-free (CUDA) way on all
-    for sync_free in (False, True):
-        got = a.color_jitter(x, p, sync_free=sync_free)
-        assert torch.allclose(got, want, atol=1e-5), sync_free
+    # one way on every device (six blend passes and one hue rotation, no host sync)
+    got = a.color_jitter(x, p)
+    assert torch.allclose(got, want, atol=1e-5)

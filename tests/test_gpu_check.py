@@ -125,3 +125,41 @@ def test_record_puts_the_block_into_benchmarks(tmp_path):
     block.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         g.main(["record", str(block), "--benchmarks", str(bench)])
+
+
+@pytest.mark.slow
+def test_the_maps_recipe_runs_at_a_small_scale_on_the_cpu(tmp_path, monkeypatch):
+    # issue 27: the 70k map's recipe (ResNet18, stage-3 rate 0.4) tried before a lease is
+    # spent on it: 256 images at 8x8, one epoch a stage, on the CPU
+    g = _driver()
+    monkeypatch.setattr(g, "need_cuda", lambda part, dry: __import__("torch").device("cpu"))
+    assert g.main(["map", "--work", str(tmp_path), "--dry-run",
+                   "--params", '{"device": "cpu"}']) == 0
+    m = json.loads((tmp_path / "map.json").read_text())
+    assert m["params"]["backbone"] == "resnet18" and m["params"]["lr"] == g.MAP["lr"]
+    assert "diverged" not in m and m["epochs_ran"] == [1, 1, 1]
+    assert 0.0 <= m["knn"] <= 1.0 and m["tsne_pixels"] == g.TSNE_PIXELS_70K
+
+
+def test_a_diverged_map_is_reported_as_such(tmp_path, monkeypatch):
+    g = _driver()
+    import simcne
+
+    def diverge(self, X, y=None):
+        raise simcne.TrainingDiverged("Training diverged: The loss became nan in stage 3, "
+                                      "epoch 4 of 120, at learning rate 0.4.", 3, 4, 0.4)
+
+    monkeypatch.setattr(simcne.TSimCNE, "fit", diverge)
+    monkeypatch.setattr(g, "need_cuda", lambda part, dry: __import__("torch").device("cpu"))
+    assert g.main(["map", "--work", str(tmp_path), "--dry-run",
+                   "--params", '{"backbone": "resnet_tiny"}']) == 0
+    m = json.loads((tmp_path / "map.json").read_text())
+    assert "loss became nan in stage 3" in m["diverged"] and m["knn"] is None
+    assert m["diverged_at"] == {"stage": 3, "epoch": 4, "lr": 0.4}
+    rows = g.targets(None, None, m, dry=False)
+    assert rows[-1]["result"] == "DIVERGED" and "stage 3, epoch 4" in rows[-1]["shown"]
+    r = dict(dry_run=False, date="d", command="c", seconds=1, parts={}, info=None, timing=None,
+             reference=None, map=m, tests={}, targets=rows)
+    text = g.block(r)
+    assert "Map: **DIVERGED**" in text and "| DIVERGED |" in text
+    assert "a constant" in text  # the t-SNE figure is named as one

@@ -87,7 +87,8 @@ def test_resolve_device_gives_cuda_an_index(monkeypatch):
     for given in ("auto", "cuda", torch.device("cuda")):
         assert devices.resolve_device(given) == torch.device("cuda", 1)
     assert devices.resolve_device("cuda:0") == torch.device("cuda", 0)
-    # under torchrun each process takes its LOCAL_RANK
+    # under torchrun each process takes its LOCAL_RANK (a machine with 4 GPUs)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
@@ -210,3 +211,227 @@ def test_resume_on_the_same_device_type_says_nothing(tiny, tmp_path):
         warnings.simplefilter("error", UserWarning)
         est = quick(checkpoint=ckpt, checkpoint_every=1).fit(X)
     assert est.resumed_from_ == (1, 1)
+
+
+# -- issue 27: the CUDA path's defects, shown on the CPU ----------------------------------
+
+def test_devices_are_compared_resolved(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.same_device(torch.device("cuda"), torch.device("cuda", 0))
+    assert devices.same_device("cuda:0", torch.device("cuda"))
+    assert not devices.same_device("cuda:1", "cuda")
+    assert not devices.same_device("cpu", "cuda:0") and devices.same_device("cpu", "cpu")
+
+
+class _GpuStore:
+    """A store that says it is on cuda:0 and hands out CPU tensors (no GPU needed)."""
+
+    device = torch.device("cuda", 0)
+
+    def batch(self, idx):
+        return torch.full((2, 1, 2, 2), 7, dtype=torch.uint8)
+
+
+def test_batches_of_a_store_on_the_gpu_stay_there_with_an_unresolved_cuda(monkeypatch):
+    # before: "cuda" != "cuda:0", and every batch went through pinned host memory (here the
+    # side stream of that path fails without a GPU)
+    from simcne.train import device_batches
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = list(device_batches(_GpuStore(), [[0, 1], [2, 3]], torch.device("cuda")))
+    assert len(out) == 2 and all((x == 7).all() for x in out)
+
+
+class _LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """The most bytes that new (non-view) tensors made in the block held at once."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device, self.live, self.peak = torch.device(device), 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if (isinstance(t, torch.Tensor) and t.device == self.device and t._base is None
+                    and not func.overloadpacket.__name__.endswith("_")):  # not in place
+                n = t.numel() * t.element_size()
+                self.live += n
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, n)
+        return out
+
+    def _free(self, n):
+        self.live -= n
+
+
+def test_placing_a_store_on_a_device_never_holds_it_twice(monkeypatch):
+    # before: the chunks were joined with torch.cat, twice the store on the GPU at once
+    import simcne.data.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHUNK_BYTES", 4 * 64)  # 4 images a chunk
+    store = load(np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8))
+    with _LiveBytes("meta") as m:
+        placed = store.to("meta")
+    assert placed.images.shape == (40, 1, 8, 8) and placed.images.device.type == "meta"
+    assert store.nbytes <= m.peak <= store.nbytes + 2 * 4 * 64
+    cpu = store.to("cpu")  # the same path, with values
+    assert torch.equal(cpu.images, store.batch(np.arange(40)))
+
+
+def test_the_refusal_keeps_a_margin(monkeypatch, tiny):
+    est = quick(batch_size=64, precision="fp32")
+    model = _resolved(est, tiny[0])
+    monkeypatch.setattr(estimator, "gpu_free_memory", lambda device: 10**12)
+    need = est._check_memory(model, torch.device("cuda", 0))
+    # a step of 95 % of the free memory: refused (before: only above 100 %)
+    monkeypatch.setattr(estimator, "gpu_free_memory", lambda device: int(need / 0.95))
+    with pytest.raises(ValueError, match=r"'batch_size' .* 90 % of it is the most"):
+        est._check_memory(model, torch.device("cuda", 0))
+    monkeypatch.setattr(estimator, "gpu_free_memory", lambda device: int(need / 0.85))
+    assert est._check_memory(model, torch.device("cuda", 0)) == need
+
+
+def test_a_failed_probe_warns_instead_of_switching_the_check_off_silently(monkeypatch, tiny):
+    est = quick(batch_size=64, precision="fp32")
+    model = _resolved(est, tiny[0])
+
+    def cannot(*a, **k):
+        raise RuntimeError("the probe cannot run this model")
+
+    monkeypatch.setattr(estimator, "step_memory", cannot)
+    with pytest.warns(UserWarning, match="could not be estimated .*the probe cannot run.*"
+                      "batch_size=64 is not checked"):
+        assert est._check_memory(model, torch.device("cuda", 0)) is None
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to "
+                                                          "allocate 2.00 GiB. GPU 0 has a "
+                                                          "total capacity of 79 GiB"),
+                                   MemoryError()])
+def test_the_command_reports_running_out_of_memory_in_one_line(monkeypatch, capsys, error,
+                                                                 tmp_path):
+    from simcne import TSimCNE
+    from simcne.cli import main
+
+    def fit(self, *a, **k):
+        raise error
+
+    monkeypatch.setattr(TSimCNE, "fit", fit)
+    np.save(tmp_path / "x.npy", np.zeros((20, 8, 8), np.uint8))
+    rc = main(["fit", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"), "--quiet",
+               "--no-plots"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    where = "the GPU" if isinstance(error, torch.OutOfMemoryError) else "this machine"
+    assert err[0].startswith(f"simcne: error: out of memory on {where}")
+    assert "--batch-size" in err[0]
+
+
+def test_torchrun_checks_each_process_has_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    # before: cuda:2 on a machine of 2 GPUs, and torch's "invalid device ordinal" later
+    with pytest.raises(ValueError, match=r"'device' .* cuda:2 \(LOCAL_RANK=2\), but this "
+                       r"machine has 2 CUDA device\(s\): start at most 2"):
+        devices.resolve_device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert devices.resolve_device("auto") == torch.device("cuda", 1)
+    # before: every process on cuda:0
+    with pytest.raises(ValueError, match=r"'device' parameter of TSimCNE is 'cuda:0' under "
+                       r"torchrun with 4 processes on this machine"):
+        devices.resolve_device("cuda:0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per machine: its GPU 0
+    assert devices.resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_a_resume_across_device_types_reseeds_augmentation_alike_on_every_rank(monkeypatch):
+    # the augmentation's draws are the global batch's: every rank must draw the same
+    from simcne import dist
+    from simcne.checkpoint import Keeper
+
+    seen = []
+    for r in (0, 1):
+        monkeypatch.setattr(dist, "rank", lambda r=r: r)
+        keeper = Keeper(None, {}, 10, 1)
+        keeper.state = {"stage": 1, "epoch": 3, "model": {}, "optimizer": {},
+                        "rng": {"augment": torch.zeros(16, dtype=torch.uint8),  # a CUDA state
+                                "shuffle": torch.Generator().get_state(),
+                                "torch": torch.get_rng_state()}}
+        gen = torch.Generator()
+        keeper.attach(model=torch.nn.Linear(1, 1), seed=5, augment_gen=gen,
+                      shuffle_gen=torch.Generator(), history=[], stage_embeddings=[],
+                      stage_epochs=[4], reseed=lambda *more, shared=False:
+                      estimator._rank_seed(5, *more, shared=shared))
+        monkeypatch.setattr(keeper.model, "load_state_dict", lambda sd: None)
+        with pytest.warns(UserWarning, match="another device type"):
+            keeper.start(1)
+        seen.append(gen.get_state())
+    assert torch.equal(seen[0], seen[1])
+
+
+def test_momentum_comes_back_in_the_weights_layout_after_resume():
+    from simcne.losses import info_nce
+    from simcne.train import Stage, Training, make_optimizer, train_stage
+
+    model = make_model("resnet_tiny", in_channels=3, image_size=(8, 8), pretrain_out_dim=8)
+    model = model.to(memory_format=torch.channels_last)
+    params = list(model.parameters())
+    saved = make_optimizer("sgd", params, 0.1, 0.9, 5e-4)
+    for p in params:  # momentum as a checkpoint from a CPU run (NCHW) brings it back
+        saved.state[p]["momentum_buffer"] = torch.zeros(p.shape)
+    state = saved.state_dict()
+    seen = {}
+
+    def look(stage, epoch, opt):
+        seen.update({id(p): opt.state[p]["momentum_buffer"].stride() for p in params})
+
+    store = load(np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
+    aug = __import__("simcne.augment", fromlist=["Augment"]).Augment(size=8)
+    train_stage(model, store, Stage(1, 1, 0.01, 0, info_nce),
+                Training(batch_size=8, augment=aug.bind(torch.Generator().manual_seed(0)),
+                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
+                         on_epoch_end=look), optimizer_state=state)
+    conv = [p for p in params if p.dim() == 4]
+    assert conv and all(seen[id(p)] == p.stride() for p in params)
+    assert any(p.stride() != torch.zeros(p.shape).stride() for p in conv)  # channels_last
+
+
+def test_global_batchnorm_on_every_backend_and_without_host_syncs(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from simcne import dist
+
+    spec = importlib.util.spec_from_file_location(
+        "dispatch", Path(__file__).resolve().parents[1] / "benchmarks" / "dispatch.py")
+    dispatch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dispatch)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    with dist.global_batchnorm(net, torch.device("cuda", 0)):  # NCCL's device: ours too
+        assert isinstance(net[1], dist.GlobalBatchNorm)
+    assert isinstance(net[1], torch.nn.BatchNorm2d)
+    monkeypatch.setattr(dist, "is_distributed", lambda: False)  # the gather: one process
+    bn = dist.GlobalBatchNorm(torch.nn.BatchNorm2d(4))
+    x = torch.randn(6, 4, 5, 5)
+    with dispatch.OpCounter() as c:
+        y = bn(x)
+    assert c.syncs == 0 and c.total > 0
+    torch.testing.assert_close(y, torch.nn.functional.batch_norm(
+        x, None, None, training=True), rtol=1e-4, atol=1e-5)
+
+
+def test_precision_is_decided_once_per_fit(monkeypatch, tiny):
+    from simcne import train
+
+    calls = []
+    real = train.cpu_has_native_bf16
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: calls.append(1) or real())
+    quick(total_epochs=[1, 1, 1]).fit(tiny[0])
+    assert len(calls) == 1  # before: at the memory check, in each stage and in each embed

@@ -15,6 +15,10 @@ import numpy as np
 import torch
 
 
+#: bytes of the chunks in which :meth:`ImageStore.to` copies a store to a device
+CHUNK_BYTES = 64 << 20
+
+
 @dataclass
 class ImageStore:
     """A dataset of ``n`` uint8 images with optional labels, class names and file names.
@@ -74,8 +78,15 @@ class ImageStore:
         return self.images.device if isinstance(self.images, torch.Tensor) else torch.device("cpu")
 
     def batch(self, index) -> torch.Tensor:
-        """uint8 images (B, C, H, W) for ``index`` (an int64 array or tensor), on the store's device."""
-        if isinstance(self.images, torch.Tensor):
+        """uint8 images (B, C, H, W) for ``index`` (an int64 array or tensor, or a ``slice``
+        of consecutive rows, read without an index), on the store's device."""
+        if isinstance(index, slice) and not isinstance(self.images, (np.ndarray, torch.Tensor)):
+            index = np.arange(len(self))[index]  # a lazy reader: by index
+        if isinstance(index, slice):
+            x = self.images[index]
+            if not isinstance(x, torch.Tensor):
+                x = torch.from_numpy(np.ascontiguousarray(x))
+        elif isinstance(self.images, torch.Tensor):
             if not isinstance(index, torch.Tensor):
                 index = torch.as_tensor(np.asarray(index), dtype=torch.long)
             x = self.images[index.to(self.images.device)]
@@ -96,17 +107,24 @@ class ImageStore:
         return x.contiguous()
 
     def to(self, device) -> "ImageStore":
-        """A store whose images are a (N, C, H, W) uint8 tensor on ``device``."""
+        """A store whose images are a (N, C, H, W) uint8 tensor on ``device``.
+
+        The tensor is allocated once on ``device`` and filled in chunks of about
+        :data:`CHUNK_BYTES`: at most the store and one chunk are there at a time (never the
+        store twice, as chunks joined at the end would need).
+        """
+        from ..devices import same_device
+
         device = torch.device(device)
-        if isinstance(self.images, torch.Tensor) and self.images.device == device:
-            if self.layout == "NCHW":
-                return self
-        chunks = []
-        step = max(1, (64 << 20) // max(1, self.nbytes // max(1, len(self))))
+        if (isinstance(self.images, torch.Tensor) and self.layout == "NCHW"
+                and same_device(self.images.device, device)):
+            return self
+        c, (h, w) = self.channels, self.image_size
+        images = torch.empty((len(self), c, h, w), dtype=torch.uint8, device=device)
+        step = max(1, CHUNK_BYTES // max(1, c * h * w))
         for start in range(0, len(self), step):
-            idx = np.arange(start, min(len(self), start + step))
-            chunks.append(self.batch(idx).to(device))
-        images = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.uint8, device=device)
+            rows = slice(start, min(len(self), start + step))
+            images[rows].copy_(self.batch(rows))
         return ImageStore(images, self.labels, "NCHW", self.class_names, self.paths, dict(self.meta))
 
     def subset(self, index: Sequence[int]) -> "ImageStore":
