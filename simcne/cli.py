@@ -77,6 +77,9 @@ def _add_read_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="FILE", default=None,
                        help="labels to use instead of those found with DATA: a .npy file, a "
                             ".csv with a 'label' column, or a text file with one per line")
+    group.add_argument("--no-cache", action="store_true",
+                       help="read DATA into memory, with no decode-once cache file (for "
+                            "one-off runs on small data; see --cache)")
 
 
 def _read_options(args) -> dict:
@@ -97,11 +100,13 @@ def _read_options(args) -> dict:
     return opts
 
 
-def _read_data(args, mixed_size=None):
-    """DATA as an ImageStore; ``mixed_size``: the size for images that differ in size."""
+def _read_data(args, mixed_size=None, cache=None):
+    """DATA as an ImageStore; ``mixed_size``: the size for images that differ in size;
+    ``cache``: the folder of the decode-once cache (False: none)."""
     from . import data
 
     opts = _read_options(args)
+    opts["cache"] = cache
     if mixed_size is not None and "image_size" not in opts:
         opts["mixed_size"] = mixed_size  # --image-size brings a mixed folder to one size
     store = data.load(args.data, **opts)
@@ -153,6 +158,10 @@ def _fit(args) -> int:
         params["checkpoint"] = None
     elif "checkpoint" not in params:
         params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
+    if args.no_cache:
+        if params.get("cache") is not None:
+            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
+        params["cache"] = False
     _check_device(params)
     clock = StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -160,7 +169,7 @@ def _fit(args) -> int:
         est._validate_params()  # bad flag values fail before a long read, not after it
     except ValueError as e:
         raise UserError(with_flag(str(e))) from None
-    store = _read_data(args, mixed_size=params.get("image_size"))
+    store = _read_data(args, mixed_size=params.get("image_size"), cache=params.get("cache"))
     t_read = time.perf_counter() - t_start
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
                f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
@@ -255,7 +264,8 @@ def _transform(args) -> int:
     if args.device is not None:
         _check_device({"device": args.device})
     est = TSimCNE.load(args.model, device=args.device or "auto")
-    store = _read_data(args, mixed_size=list(est.image_size_))
+    store = _read_data(args, mixed_size=list(est.image_size_),
+                       cache=False if args.no_cache else args.cache)
     Y = est.transform(store)
     if dist.launch_rank() != 0:
         return 0  # under torchrun, rank 0 writes the outputs
@@ -435,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None, metavar="DEV",
                     help="where to run the network (default: auto)")
     tr.add_argument("--quiet", action="store_true", help="print nothing on success")
+    tr.add_argument("--cache", metavar="DIR", default=None,
+                    help="folder of the decode-once cache (default: $SIMCNE_CACHE/stores, "
+                         "else ~/.cache/simcne/stores)")
     _add_read_flags(tr)
     tr.set_defaults(func=_transform)
 
@@ -501,6 +514,7 @@ def main(argv=None) -> int:
     return 2; anything else (a bug) raises with its traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
@@ -515,6 +529,33 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("simcne: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, _OutOfMemory) as e:  # the host's memory or the GPU's ran out
+        print(f"simcne: error: {_out_of_memory(e, args)}", file=sys.stderr)
+        return 2
+
+
+def _oom_type():
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", MemoryError)
+
+
+_OutOfMemory = _oom_type()
+
+
+def _out_of_memory(err: BaseException, args) -> str:
+    """One line for a MemoryError: what ran out, what to change, and the checkpoint kept."""
+    said = " ".join(str(err).split())[:300]
+    line = ("out of memory" + (f" ({said})" if said else "") + ": pass a smaller "
+            "--batch-size or --read-size, keep the decode-once cache on (no --no-cache), or "
+            "free memory")
+    ckpt = getattr(args, "checkpoint", None) if args is not None else None
+    out = getattr(args, "out", None) if args is not None else None
+    if ckpt is None and out is not None and not getattr(args, "no_checkpoint", True):
+        ckpt = os.path.join(out, CHECKPOINT_NAME)
+    if ckpt is not None and os.path.isfile(ckpt):
+        line += f"; the last checkpoint '{ckpt}' is kept: run the same command to go on from it"
+    return line
 
 
 if __name__ == "__main__":
