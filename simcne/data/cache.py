@@ -279,7 +279,10 @@ def _locked(path: Path):
 
 # -- memory known before it is spent ------------------------------------------------------------
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n < 1e12 else f"{n / 1e12:.2f} TB"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} bytes"
 
 
 def check_fits(where: str, need: int | None, what: str, folder: Path | None) -> None:
@@ -355,6 +358,8 @@ def read_cached(p: Path, reader, options: dict, cache=None) -> ImageStore:
     store = entry.load()
     if store is not None:
         return store
+    if kind == "folder":
+        _check_folder(p, options, folder)  # before anything is made or decoded
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -380,7 +385,6 @@ def read_cached(p: Path, reader, options: dict, cache=None) -> ImageStore:
 def _write(p: Path, kind: str, reader, options: dict, lazy, sink: Sink, folder: Path):
     where = repr(os.fspath(p))
     if kind == "folder":
-        _check_folder(p, options, folder)
         from .folder import read_folder
 
         return read_folder(p, **options, sink=sink)

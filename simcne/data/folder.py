@@ -173,12 +173,15 @@ def read_folder(
     keep: list[int] = []
     bad: list[tuple[Path, Exception]] = []
     first: tuple[Path, tuple] | None = None
-    step = max(1, min(64, len(files) // (4 * workers)))  # files per task: less overhead
+    # files per task: fewer tasks, less overhead; at most about 16 MiB of decoded images a
+    # task where the size is known, and 2 tasks a thread ahead of the one written
+    step = max(1, min(64, len(files) // (4 * workers),
+                      (16 << 20) // (size[0] * size[1] * 3) if size else 64))
     chunks = [files[i : i + step] for i in range(0, len(files), step)]
     decode = functools.partial(_decode_chunk, size=size)
     with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
         done = 0
-        for chunk, results in zip(chunks, _in_order(pool, decode, chunks, 4 * workers)):
+        for chunk, results in zip(chunks, _in_order(pool, decode, chunks, 2 * workers)):
             arrays = []
             for k, (f, (arr, err)) in enumerate(zip(chunk, results)):
                 if err is not None:
@@ -284,7 +287,7 @@ class _Serial:
     """The part of an executor that :func:`read_folder` uses, without threads."""
 
     def submit(self, fn, *args):
-        return _Done(fn(*args))
+        return _Later(fn, args)
 
     def __enter__(self):
         return self
@@ -299,9 +302,11 @@ class _Serial:
         pass
 
 
-class _Done:
-    def __init__(self, value):
-        self.value = value
+class _Later:
+    """A task of :class:`_Serial`: run when its result is asked for."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
 
     def result(self):
-        return self.value
+        return self.fn(*self.args)
