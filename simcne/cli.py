@@ -22,6 +22,7 @@ from .data.labels import read_labels
 from .flags import add_param_flags, params_from_args, with_flag
 from .outputs import (StageClock, fit_report, read_fit_output, stages_run, write_csv,
                       write_figures, write_json, write_map)
+from .interactive import MAX_POINTS
 from .params import scalar_if_one
 from .train import PREFIX
 
@@ -142,7 +143,8 @@ def _check_device(params: dict) -> None:
 def _fit(args) -> int:
     import numpy as np
 
-    from . import TSimCNE, TrainingDiverged, knn_accuracy
+    from . import TSimCNE, TrainingDiverged
+    from .metrics import knn_summary
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -196,13 +198,13 @@ def _fit(args) -> int:
     write_csv(done("embedding.csv"), Y, labels, store.class_names if labels is not None else None,
               store.paths)
     est.save(done("model.pt"))
-    acc, acc_note = None, None
+    acc, acc_note, acc_how = None, None, {}
     if labels is not None:
         if len(np.unique(labels)) < 2:
             acc_note = "only one class"
         else:
             try:
-                acc = knn_accuracy(Y, labels, k=15)
+                acc, acc_how = knn_summary(Y, labels, k=15)
             except ValueError as e:
                 acc_note = f"not computed: {e}"
     figures, fig_note = [], None
@@ -223,7 +225,7 @@ def _fit(args) -> int:
     report = fit_report(
         est, store, command="simcne " + " ".join(getattr(args, "argv", []) or []),
         data=os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
-        knn=(acc, acc_note), outputs=written + ["report.json"], figures_note=fig_note,
+        knn=(acc, acc_note, acc_how), outputs=written + ["report.json"], figures_note=fig_note,
         started=started, timings={"read": round(t_read, 3),
                                   **clock.seconds(stages_run(est), t_fit0 + t_fit),
                                   "fit": round(t_fit, 3),
@@ -357,7 +359,8 @@ def _plot_html(args, Y, labels, names, data) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {args.out!r}: --kind html writes a file ending in .html")
     interactive_map(Y, store, labels, names, files, path=out, title=args.title,
-                    thumbnail_size=args.thumbnail_size)
+                    thumbnail_size=args.thumbnail_size,
+                    max_points=None if args.max_points == 0 else args.max_points)
     _say(args, f"wrote {args.out}" + ("" if store is not None else
                                       " (no thumbnails: pass --data DATA for them)"))
     return 0
@@ -471,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--zoom", type=float, default=1.0, help="thumbnails: their size")
     pl.add_argument("--thumbnail-size", type=int, default=28, metavar="PX",
                     help="html: the longer side of the thumbnails in pixels (default: 28)")
+    pl.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
+                    help="html: at most N points answer hover (with thumbnails); a larger "
+                         "embedding is thinned to a random sample of N and drawn whole as a "
+                         "density beneath; 0: every point (default: %(default)s)")
     pl.add_argument("--title", default=None, help="figure title")
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)
