@@ -247,8 +247,9 @@ def main() -> None:
                               ("beton", beton_part, args.beton_images),
                               ("map", map_part, args.map_points)):
             if name not in args.skip:
+                before = len(lines)
                 part(tmp, n, lines)
-                print(lines[-1], flush=True)
+                print("\n".join(lines[before:]), flush=True)
     print("\n".join(lines))
 
 

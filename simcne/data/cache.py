@@ -370,6 +370,9 @@ def read_cached(p: Path, reader, options: dict, cache=None) -> ImageStore:
         store = entry.load()  # another process wrote it while this one waited
         if store is not None:
             return store
+        for left in folder.glob(f".{key}.*.tmp"):  # of a writer that was killed
+            with contextlib.suppress(OSError):
+                left.unlink()
         tmp = folder / f".{key}.{os.getpid()}.tmp"
         try:
             store = _write(p, kind, reader, options, lazy, Sink(tmp), folder)
