@@ -24,6 +24,7 @@ from .data.labels import read_labels
 from .flags import add_param_flags, params_from_args, with_flag
 from .outputs import (StageClock, fit_report, read_fit_output, stages_run, write_csv,
                       write_figures, write_json, write_map)
+from .interactive import MAX_POINTS
 from .params import scalar_if_one
 from .train import PREFIX
 
@@ -64,6 +65,9 @@ def _add_read_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="FILE", default=None,
                        help="labels to use instead of those found with DATA: a .npy file, a "
                             ".csv with a 'label' column, or a text file with one per line")
+    group.add_argument("--no-cache", action="store_true",
+                       help="read DATA into memory, with no decode-once cache file (for "
+                            "one-off runs on small data; see --cache)")
 
 
 def _read_options(args) -> dict:
@@ -84,11 +88,13 @@ def _read_options(args) -> dict:
     return opts
 
 
-def _read_data(args, mixed_size=None):
-    """DATA as an ImageStore; ``mixed_size``: the size for images that differ in size."""
+def _read_data(args, mixed_size=None, cache=None):
+    """DATA as an ImageStore; ``mixed_size``: the size for images that differ in size;
+    ``cache``: the folder of the decode-once cache (False: none)."""
     from . import data
 
     opts = _read_options(args)
+    opts["cache"] = cache
     if mixed_size is not None and "image_size" not in opts:
         opts["mixed_size"] = mixed_size  # --image-size brings a mixed folder to one size
     store = data.load(args.data, **opts)
@@ -124,7 +130,8 @@ def _check_device(params: dict) -> None:
 def _fit(args) -> int:
     import numpy as np
 
-    from . import TSimCNE, TrainingDiverged, knn_accuracy
+    from . import TSimCNE, TrainingDiverged
+    from .metrics import knn_summary
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -140,6 +147,10 @@ def _fit(args) -> int:
         params["checkpoint"] = None
     elif "checkpoint" not in params:
         params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
+    if args.no_cache:
+        if params.get("cache") is not None:
+            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
+        params["cache"] = False
     _check_device(params)
     clock = StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -147,7 +158,7 @@ def _fit(args) -> int:
         est._validate_params()  # bad flag values fail before a long read, not after it
     except ValueError as e:
         raise UserError(with_flag(str(e))) from None
-    store = _read_data(args, mixed_size=params.get("image_size"))
+    store = _read_data(args, mixed_size=params.get("image_size"), cache=params.get("cache"))
     t_read = time.perf_counter() - t_start
     _say(args, f"read {len(store)} images of {store.image_size[0]}x{store.image_size[1]} "
                f"pixels, {store.channels} channel(s), from {args.data!r} in {t_read:.1f} s")
@@ -174,13 +185,13 @@ def _fit(args) -> int:
     write_csv(done("embedding.csv"), Y, labels, store.class_names if labels is not None else None,
               store.paths)
     est.save(done("model.pt"))
-    acc, acc_note = None, None
+    acc, acc_note, acc_how = None, None, {}
     if labels is not None:
         if len(np.unique(labels)) < 2:
             acc_note = "only one class"
         else:
             try:
-                acc = knn_accuracy(Y, labels, k=15)
+                acc, acc_how = knn_summary(Y, labels, k=15)
             except ValueError as e:
                 acc_note = f"not computed: {e}"
     figures, fig_note = [], None
@@ -201,7 +212,7 @@ def _fit(args) -> int:
     report = fit_report(
         est, store, command="simcne " + " ".join(getattr(args, "argv", []) or []),
         data=os.path.abspath(args.data) if os.path.exists(args.data) else args.data,
-        knn=(acc, acc_note), outputs=written + ["report.json"], figures_note=fig_note,
+        knn=(acc, acc_note, acc_how), outputs=written + ["report.json"], figures_note=fig_note,
         started=started, timings={"read": round(t_read, 3),
                                   **clock.seconds(stages_run(est), t_fit0 + t_fit),
                                   "fit": round(t_fit, 3),
@@ -242,7 +253,8 @@ def _transform(args) -> int:
     if args.device is not None:
         _check_device({"device": args.device})
     est = TSimCNE.load(args.model, device=args.device or "auto")
-    store = _read_data(args, mixed_size=list(est.image_size_))
+    store = _read_data(args, mixed_size=list(est.image_size_),
+                       cache=False if args.no_cache else args.cache)
     Y = est.transform(store)
     if dist.launch_rank() != 0:
         return 0  # under torchrun, rank 0 writes the outputs
@@ -334,7 +346,8 @@ def _plot_html(args, Y, labels, names, data) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out {args.out!r}: --kind html writes a file ending in .html")
     interactive_map(Y, store, labels, names, files, path=out, title=args.title,
-                    thumbnail_size=args.thumbnail_size)
+                    thumbnail_size=args.thumbnail_size,
+                    max_points=None if args.max_points == 0 else args.max_points)
     _say(args, f"wrote {args.out}" + ("" if store is not None else
                                       " (no thumbnails: pass --data DATA for them)"))
     return 0
@@ -421,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None, metavar="DEV",
                     help="where to run the network (default: auto)")
     tr.add_argument("--quiet", action="store_true", help="print nothing on success")
+    tr.add_argument("--cache", metavar="DIR", default=None,
+                    help="folder of the decode-once cache (default: $SIMCNE_CACHE/stores, "
+                         "else ~/.cache/simcne/stores)")
     _add_read_flags(tr)
     tr.set_defaults(func=_transform)
 
@@ -444,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--zoom", type=float, default=1.0, help="thumbnails: their size")
     pl.add_argument("--thumbnail-size", type=int, default=28, metavar="PX",
                     help="html: the longer side of the thumbnails in pixels (default: 28)")
+    pl.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
+                    help="html: at most N points answer hover (with thumbnails); a larger "
+                         "embedding is thinned to a random sample of N and drawn whole as a "
+                         "density beneath; 0: every point (default: %(default)s)")
     pl.add_argument("--title", default=None, help="figure title")
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)
@@ -497,6 +517,7 @@ def main(argv=None) -> int:
     raises with its traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
@@ -514,6 +535,33 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("simcne: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, _OutOfMemory) as e:  # the host's memory or the GPU's ran out
+        print(f"simcne: error: {_out_of_memory(e, args)}", file=sys.stderr)
+        return 2
+
+
+def _oom_type():
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", MemoryError)
+
+
+_OutOfMemory = _oom_type()
+
+
+def _out_of_memory(err: BaseException, args) -> str:
+    """One line for a MemoryError: what ran out, what to change, and the checkpoint kept."""
+    said = " ".join(str(err).split())[:300]
+    line = ("out of memory" + (f" ({said})" if said else "") + ": pass a smaller "
+            "--batch-size or --read-size, keep the decode-once cache on (no --no-cache), or "
+            "free memory")
+    ckpt = getattr(args, "checkpoint", None) if args is not None else None
+    out = getattr(args, "out", None) if args is not None else None
+    if ckpt is None and out is not None and not getattr(args, "no_checkpoint", True):
+        ckpt = os.path.join(out, CHECKPOINT_NAME)
+    if ckpt is not None and os.path.isfile(ckpt):
+        line += f"; the last checkpoint '{ckpt}' is kept: run the same command to go on from it"
+    return line
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ class TSimCNE:
         precision="auto",
         checkpoint=None,
         checkpoint_every=10,
+        cache=None,
         callbacks=None,
         verbose=False,
     ):
@@ -139,6 +140,7 @@ class TSimCNE:
         self.precision = precision
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.cache = cache
         self.callbacks = callbacks
         self.verbose = verbose
 
@@ -273,7 +275,7 @@ class TSimCNE:
             read-only folder); the previous checkpoint is left as it was.
         """
         self._validate_params()
-        store = _data.load(X, y, **_size_hint(X, self.image_size))
+        store = _data.load(X, y, **_size_hint(X, self.image_size, self.cache))
         self._resolve(store)
         keeper = Keeper(self.checkpoint, training_params(self), len(store),
                         self.checkpoint_every).open()
@@ -592,7 +594,7 @@ class TSimCNE:
         if dist.launched_by_torchrun():  # a loaded model: each process on its own GPU
             self._device = dist.init_from_env(self._device)
             self.model_.to(self._device)
-        store = _data.load(X, **_size_hint(X, self.image_size_))
+        store = _data.load(X, **_size_hint(X, self.image_size_, self.cache))
         if store.channels != self.in_channels_:
             raise ValueError(
                 f"X has {store.channels}-channel images, but the model was trained on "
@@ -605,7 +607,7 @@ class TSimCNE:
         """Fit on X and return its embedding (see :meth:`transform` for the extras)."""
         self.fit(X, y)
         if return_backbone_feat:
-            store = _data.load(X, y, **_size_hint(X, self.image_size))
+            store = _data.load(X, y, **_size_hint(X, self.image_size, self.cache))
             out = self._embed(_place(store, self._device), backbone_features=True)
             out = (self.embedding_, out[1])
         else:
@@ -710,11 +712,13 @@ def _place(store, device: torch.device, step_bytes: int | None = None):
     return store.to(device) if fits else store
 
 
-def _size_hint(X, image_size) -> dict:
-    """For a path: bring images of differing sizes (a folder, a .beton) to ``image_size``."""
-    if image_size is None or not isinstance(X, (str, os.PathLike)):
+def _size_hint(X, image_size, cache=None) -> dict:
+    """For a path: bring images of differing sizes (a folder, a .beton) to ``image_size``;
+    the decode-once cache's folder."""
+    if not isinstance(X, (str, os.PathLike)):
         return {}
-    return {"mixed_size": image_size}
+    return {"cache": cache} if image_size is None else {"mixed_size": image_size,
+                                                         "cache": cache}
 
 
 def _check_device_exists(device: torch.device, given) -> None:

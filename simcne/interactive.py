@@ -30,6 +30,10 @@ import numpy as np
 
 #: thumbnails per atlas page, as (columns, rows)
 PAGE_GRID = (64, 64)
+#: the default of ``interactive_map(max_points=...)``: more points are thinned to this many
+MAX_POINTS = 100_000
+#: pixels of the longer side of a thinned map's density images
+DENSITY_PX = 1024
 
 _MISSING = ("The interactive map needs bokeh, which is not installed. "
             "Install it with: pip install 'simcne[html]'")
@@ -57,7 +61,7 @@ def thumbnail_shape(image_hw, thumbnail_size: int) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
-def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
+def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096, index=None):
     """The thumbnails of every image as WebP pages of ``PAGE_GRID`` thumbnails.
 
     Parameters
@@ -67,6 +71,9 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
         Thumbnail height and width (images are resized with antialiasing when they differ).
     quality : int, default=80
         WebP quality (1-100).
+    index : array of int, optional
+        The images to make thumbnails of, in this order (default: all); thumbnail ``i`` is
+        then image ``index[i]``.
 
     Returns
     -------
@@ -82,7 +89,8 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
     th, tw = thumb_hw
     cols, rows = PAGE_GRID
     per_page = cols * rows
-    n = len(images)
+    rows_of = np.arange(len(images)) if index is None else np.asarray(index, np.int64)
+    n = len(rows_of)
     channels = images.channels
     mode = "L" if channels == 1 else "RGB"
     pages = []
@@ -93,7 +101,7 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096):
         grid = np.zeros((page_rows * th, page_cols * tw, 1 if channels == 1 else 3), np.uint8)
         for b0 in range(start, start + count, batch):
             idx = np.arange(b0, min(start + count, b0 + batch))
-            x = images.batch(idx).cpu()  # (B, C, H, W) uint8, from any device
+            x = images.batch(rows_of[idx]).cpu()  # (B, C, H, W) uint8, from any device
             x = x[:, :1] if channels == 1 else x[:, :3]
             if tuple(x.shape[2:]) != (th, tw):
                 x = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True,
@@ -180,7 +188,8 @@ def _palette(n_classes: int) -> list[str]:
 # `format` (the text in braces after @index in the tooltip) says what to return.
 _FORMATTER_JS = """
 const i = value
-if (format === "index") return String(i)
+if (format === "index") return String(i)  // @index: the point's row in the embedding
+// the others come with @slot: the point's place among the points drawn (thinned maps)
 if (format === "label") return klass.length ? texts[klass[i]] : ""
 if (format === "name") return klass.length ? names[klass[i]] : ""
 if (format === "file") {
@@ -293,27 +302,28 @@ def _project(P, yaw, pitch):
     return x, y
 
 
-def _tooltip(th, tw, shown_px, has_images, has_labels, has_names, has_files) -> str:
+def _tooltip(th, tw, shown_px, has_images, has_labels, has_names, has_files,
+             slot="@index") -> str:
     rows = ['<div style="font: 12px sans-serif; line-height: 1.35; max-width: 240px">']
     if has_images:
-        rows.append(f'<img class="simcne-thumb" src="@index{{thumb}}" width="{shown_px[1]}" '
+        rows.append(f'<img class="simcne-thumb" src="{slot}{{thumb}}" width="{shown_px[1]}" '
                     f'height="{shown_px[0]}" style="image-rendering: pixelated; display: '
                     f'block; margin-bottom: 4px; border: 1px solid #999" alt="">')
     rows.append('<div>index <b class="simcne-index">@index{index}</b></div>')
     if has_labels:
-        rows.append('<div>label <b class="simcne-label">@index{label}</b></div>')
+        rows.append(f'<div>label <b class="simcne-label">{slot}{{label}}</b></div>')
     if has_names:
-        rows.append('<div>class <b class="simcne-class">@index{name}</b></div>')
+        rows.append(f'<div>class <b class="simcne-class">{slot}{{name}}</b></div>')
     if has_files:
         rows.append('<div class="simcne-file" style="word-break: break-all">'
-                    '@index{file}</div>')
+                    f'{slot}{{file}}</div>')
     rows.append("</div>")
     return "".join(rows)
 
 
 def interactive_map(embedding, images=None, labels=None, class_names=None, files=None,
                     path="map.html", *, title=None, thumbnail_size=28, quality=80,
-                    point_size=None):
+                    point_size=None, max_points=MAX_POINTS):
     """Write an interactive map of an embedding: one HTML file that works offline.
 
     The page shows the points coloured by class, with pan (drag), zoom (mouse wheel, box)
@@ -347,6 +357,13 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     point_size : float, optional
         Diameter of the points in screen pixels (default: from 2.5 for 70,000 points to
         10 for a few hundred).
+    max_points : int or None, default=100_000
+        The most points drawn as markers that answer hover (with their thumbnails in the
+        page). An embedding of more points is thinned to a random sample of this many
+        (seed 0), and every point is drawn beneath as a density image, one per class
+        (hidden with its class from the legend; 2-D maps): the page stays under 100 MB and
+        a hover under 200 ms at 1,000,000 points (BENCHMARKS.md). None: every point is a
+        marker.
 
     Returns
     -------
@@ -374,8 +391,16 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     Y, store, labels, class_names, files = _check_inputs(
         embedding, images, labels, class_names, files, thumbnail_size, quality)
     n, d = Y.shape
+    if max_points is not None and not (isinstance(max_points, (int, np.integer))
+                                       and not isinstance(max_points, bool) and max_points >= 1):
+        raise ValueError(f"The 'max_points' parameter of interactive_map must be None or an "
+                         f"int >= 1. Got {max_points!r} instead.")
+    thinned = max_points is not None and n > max_points
+    # the points drawn as markers: all, or a random sample (in the embedding's order)
+    shown = (np.sort(np.random.default_rng(0).choice(n, int(max_points), replace=False))
+             if thinned else np.arange(n))
     if point_size is None:
-        point_size = float(np.clip(420.0 / math.sqrt(n), 2.5, 10.0))
+        point_size = float(np.clip(420.0 / math.sqrt(len(shown)), 2.5, 10.0))
     elif not (isinstance(point_size, (int, float, np.number)) and point_size > 0):
         raise ValueError(f"The 'point_size' parameter of interactive_map must be a number "
                          f"> 0. Got {point_size!r} instead.")
@@ -400,16 +425,18 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     pages = []
     if store is not None:
         th, tw = thumbnail_shape(store.image_size, thumbnail_size)
-        pages = atlas_pages(store, (th, tw), quality=quality)
+        pages = atlas_pages(store, (th, tw), quality=quality, index=shown if thinned else None)
     scale = max(1, round(84 / max(th, tw)))  # shown at about 84 pixels, whole multiples
     atlas = ColumnDataSource(dict(
         url=["data:image/webp;base64," + base64.b64encode(p).decode("ascii")
              for p, _ in pages],
         cols=[c for _, c in pages]))
-    meta_args = dict(atlas=atlas, klass=klass if labels is not None else np.zeros(0, np.int32),
+    meta_args = dict(atlas=atlas,
+                     klass=klass[shown] if labels is not None else np.zeros(0, np.int32),
                      texts=texts, names=names, per_page=per_page, th=th, tw=tw, BLANK=_BLANK,
                      # one string: bokeh walks lists item by item (5 s for 70,000 names)
-                     files="\n".join(f.replace("\n", " ") for f in files) if files else "")
+                     files="\n".join(files[i].replace("\n", " ") for i in shown)
+                     if files else "")
     formatter = CustomJSHover(args=meta_args, code=_FORMATTER_JS)
 
     # the figure
@@ -435,12 +462,20 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
         x, y = Y[:, 0], Y[:, 1]
     colors = _palette(n_classes) if labels is not None else ["#4d4d4d"]
     sources, renderers, items = [], [], []
+    density = _density(x, y, klass, colors) if thinned and not three_d else None
     for c in range(n_classes):
-        m = klass == c
+        m = shown[klass[shown] == c]
         data = dict(x=x[m], y=y[m], index=index[m])
+        if thinned:  # the place of each marker among those drawn: its thumbnail, label, file
+            data["slot"] = np.flatnonzero(klass[shown] == c).astype(np.int32)
         if three_d:
             data.update(x3=P[m, 0], y3=P[m, 1], z3=P[m, 2])
         src = ColumnDataSource(data)
+        shade = None
+        if density is not None and density[c] is not None:
+            url, box = density[c]
+            shade = p.image_url(url=[url], x=box[0], y=box[1], w=box[2], h=box[3],
+                                anchor="bottom_left", name=f"density-{c}")
         r = p.scatter("x", "y", source=src, marker=_MARKER, size=point_size, fill_color=colors[c],
                       line_color=None, fill_alpha=0.75, name=f"class-{c}")
         sources.append(src)
@@ -448,7 +483,7 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
         if labels is not None:
             text = texts[c] + (f"  {names[c]}" if names[c] and names[c] != texts[c] else "")
             text = text.replace("$$", "$\u200b$")  # "$$...$$" would be math: MathJax, a CDN
-            items.append(LegendItem(label=text, renderers=[r]))
+            items.append(LegendItem(label=text, renderers=[r] + ([shade] if shade else [])))
     if items:
         ncols = max(1, math.ceil(len(items) / 28))
         legend = Legend(items=items, click_policy="hide", ncols=ncols, label_text_font_size="11pt",
@@ -456,7 +491,8 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
         p.add_layout(legend, "right")
     hover = HoverTool(renderers=renderers, tooltips=_tooltip(
         th, tw, (th * scale, tw * scale), store is not None, labels is not None, has_names,
-        files is not None), formatters={"@index": formatter}, point_policy="follow_mouse",
+        files is not None, "@slot" if thinned else "@index"),
+        formatters={"@index": formatter, "@slot": formatter}, point_policy="follow_mouse",
         limit=1, attachment="right")
     p.add_tools(hover)
     if three_d:
@@ -476,6 +512,9 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     if items:
         how += ", click a legend entry to hide or show its class"
     summary = f"{n:,} points" + (f", {n_classes} classes" if labels is not None else "")
+    if thinned:
+        summary += (f" ({len(shown):,} of them, a random sample, drawn as points that answer "
+                    "hover" + ("; all as a density beneath)" if not three_d else ")"))
     header = Div(text=(
         f'<div style="font: 14px sans-serif"><b style="font-size: 16px">'
         f"{html.escape(heading)}</b> &nbsp; {summary}; {how}."
@@ -484,15 +523,57 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
         sizing_mode="stretch_width")
     doc = Document()
     doc.add_root(column(header, p, sizing_mode="stretch_both"))
-    doc.js_on_event("document_ready", CustomJS(args=dict(atlas=atlas, n_points=n),
+    doc.js_on_event("document_ready", CustomJS(args=dict(atlas=atlas, n_points=len(shown)),
                                                code=_PRELOAD_JS))
     from bokeh.core.templates import get_env
 
     template = get_env().from_string(
         '{% extends "file.html.jinja" %}{% block preamble %}' + _BACKEND_JS
         + "{% endblock %}")
+    del pages, density
     text = file_html(doc, resources=INLINE, title=heading, template=template)
+    doc = atlas = formatter = None  # the page's text is all that is left to write
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
     return path
+
+
+def _density(x, y, klass, colors, px: int = DENSITY_PX):
+    """Each class's points as a PNG image (a data URL) and its box (x0, y0, w, h) in the
+    map's coordinates: a pixel's opacity grows with the points in it, 1 - 0.6^count (up
+    to 15 points)."""
+    import io as _io
+
+    from PIL import Image
+
+    x0, x1, y0, y1 = float(x.min()), float(x.max()), float(y.min()), float(y.max())
+    span = max(x1 - x0, y1 - y0) or 1.0
+    pad = span * 0.01
+    x0, y0, span = x0 - pad, y0 - pad, span + 2 * pad
+    w = max(1, round(px * (x1 - x0 + pad) / span))
+    h = max(1, round(px * (y1 - y0 + pad) / span))
+    cx = np.clip(((x - x0) / span * px).astype(np.int64), 0, w - 1)
+    cy = np.clip(((y - y0) / span * px).astype(np.int64), 0, h - 1)
+    alpha = np.rint(255 * (1 - 0.6 ** np.arange(16))).astype(np.uint8)  # by count
+    k = len(colors)
+    cell = cy * w + cx
+    counts = (np.bincount(klass.astype(np.int64) * (w * h) + cell, minlength=k * w * h)
+              .reshape(k, h, w) if k * w * h <= 1 << 25 else None)  # one pass, or per class
+    out = []
+    for c, colour in enumerate(colors):
+        count = (counts[c] if counts is not None
+                 else np.bincount(cell[klass == c], minlength=w * h).reshape(h, w))[::-1]
+        if not count.any():
+            out.append(None)
+            continue
+        # a palette image: one colour at 16 opacities, a few kB for a mostly empty map
+        img = Image.fromarray(np.minimum(count, 15).astype(np.uint8), "P")
+        rgb = [int(colour[k:k + 2], 16) for k in (1, 3, 5)]
+        img.putpalette(rgb * 16, "RGB")
+        buf = _io.BytesIO()
+        img.save(buf, "PNG", transparency=alpha.tobytes(), compress_level=6)
+        url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        out.append((url, (x0, y0, w * span / px, h * span / px)))
+    return out

@@ -90,10 +90,11 @@ def versions() -> dict:
 def fit_report(est, store, *, command: str, data, knn, outputs, figures_note, started,
                timings) -> dict:
     """The report.json of ``simcne fit``: what was read, the parameters, the stages run,
-    timings, kNN accuracy ``knn = (accuracy or None, note or None)``, device, versions."""
+    timings, kNN accuracy ``knn = (accuracy or None, note or None[, how])`` (``how``: what
+    :func:`simcne.metrics.knn_summary` says of the search), device, versions."""
     import numpy as np
 
-    acc, acc_note = knn
+    acc, acc_note, *how = knn
     labels = est.labels_
     stages = stages_run(est)
     hist = est.loss_history_
@@ -117,7 +118,7 @@ def fit_report(est, store, *, command: str, data, knn, outputs, figures_note, st
         "timings_s": timings,
         "knn_accuracy": acc,
         "knn": {"k": 15, "test_size": 0.2, "split": "stratified", "random_state": 0,
-                **({"note": acc_note} if acc_note else {})},
+                **(how[0] if how else {}), **({"note": acc_note} if acc_note else {})},
         "device": str(next(est.model_.parameters()).device),
         "processes": int(os.environ.get("WORLD_SIZE", "1") or 1),  # under torchrun: several
         "versions": versions(),

@@ -543,6 +543,23 @@ PARAMS: dict[str, Param] = {
                               dict(type=int, metavar="N"), free=True,
                  kind="int",
                  doc="Epochs between checkpoints."),
+    # -- reading data (issue 28) --
+    "cache": Param(Check(lambda v: v is None or v is False or isinstance(v, (str, os.PathLike)),
+                         "None, False or a folder path"),
+                   "folder of the decode-once cache: a folder, .beton, IDX.gz, CIFAR ... is "
+                   "decoded once into a uint8 file there and memory-mapped by later runs and "
+                   "by every torchrun process (default: $SIMCNE_CACHE/stores, else "
+                   "~/.cache/simcne/stores; --no-cache: read into memory)",
+                   dict(type=str, metavar="DIR"), free=True,
+                 kind="None, False, str or path",
+                 doc=("Where a path given to ``fit`` or ``transform`` is decoded once, as a "
+                      "uint8 file that is memory-mapped (:mod:`simcne.data.cache`): the next run "
+                      "of the same files and read settings maps it instead of decoding again, "
+                      "and the processes of a torchrun job on one machine share one copy. None "
+                      "is ``$SIMCNE_CACHE/stores`` (else ``$XDG_CACHE_HOME/simcne/stores``, "
+                      "else ``~/.cache/simcne/stores``); False reads into memory. Arrays, "
+                      "Datasets and memory-mapped files (uint8 ``.npy``, raw ``.beton``) are "
+                      "used as they are.")),
     "callbacks": Param(none_or(Check(_callbacks, "a callable or a list of callables")),
                        free=True,
                  kind="callable, list of callables or None",

@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -9,6 +12,12 @@ import torch
 # too, in this process and in the subprocesses the tests start. Tests of the detection
 # itself clear it.
 os.environ["SIMCNE_CPU_BF16"] = "0"
+
+# The decode-once cache (simcne.data.cache) of every read in the suite, and of the
+# subprocesses it starts, goes to a folder of its own, removed at the end
+_CACHE = tempfile.mkdtemp(prefix="simcne-test-cache-")
+os.environ["SIMCNE_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.fixture(autouse=True)

@@ -212,7 +212,10 @@ def test_npz_keys_labels_and_mmap(tmp_path, ikey, lkey, compressed):
     assert (store.labels is None) == (lkey is None)
     if lkey:
         assert store.labels.tolist() == [0, 1, 0, 1, 0, 1]
-    assert isinstance(store.images, np.memmap) != compressed  # uncompressed: memory-mapped
+    # uncompressed: memory-mapped as it is; compressed: decompressed once into the cache
+    assert isinstance(store.images, np.memmap)
+    assert ("cache" in store.meta) == compressed
+    assert isinstance(read_path(tmp_path / "d.npz", cache=False).images, np.memmap) != compressed
 
 
 def test_npz_bad_keys_and_label_length(tmp_path):
@@ -250,7 +253,8 @@ def test_idx_file_with_labels_found_by_name(tmp_path, gz):
     assert store.images.shape == (7, 1, 5, 4)
     np.testing.assert_array_equal(np.asarray(store.images)[:, 0], x)
     assert store.labels.tolist() == y.tolist()
-    assert isinstance(store.images, np.memmap) != gz
+    assert isinstance(store.images, np.memmap)  # gzipped: decompressed into the cache
+    assert ("cache" in store.meta) == gz
 
 
 def test_idx_folder_splits(tmp_path):
@@ -401,7 +405,7 @@ def test_beton_is_dispatched_lazily(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "simcne.data.beton", fake)
     (tmp_path / "d.beton").write_bytes(b"")
     assert len(read_path(tmp_path / "d.beton", image_size=16)) == 2
-    assert calls[0][0].name == "d.beton" and calls[0][1] == {"image_size": 16}
+    assert calls[0][0].name == "d.beton" and calls[0][1]["image_size"] == 16
 
 
 def test_load_passes_reader_options(class_folder):

@@ -12,14 +12,16 @@ from .common import check_labels
 from .store import ImageStore
 
 
-def load(X, y=None, name: str = "X", **read_options) -> ImageStore:
+def load(X, y=None, name: str = "X", cache=None, **read_options) -> ImageStore:
     """Read ``X`` into an :class:`ImageStore`.
 
     X may be an ImageStore; a numpy array or torch tensor of images; a torch Dataset or a
     list yielding images or (image, label) pairs (PIL images, arrays or tensors); a path
     (file or folder) or a built-in dataset name (``"digits"``, ``"fashion-mnist"``), read by
     :func:`simcne.data.files.read_path`, which also receives ``read_options`` (e.g.
-    ``image_size=32``, ``split="train"``). ``y`` overrides labels found in X.
+    ``image_size=32``, ``split="train"``), and ``cache``: the folder of the decode-once
+    cache (None: the default one, False: none; see :mod:`simcne.data.cache`). ``y``
+    overrides labels found in X.
     """
     if isinstance(X, ImageStore):
         store = X
@@ -28,7 +30,7 @@ def load(X, y=None, name: str = "X", **read_options) -> ImageStore:
     elif isinstance(X, (str, os.PathLike)):
         from .files import read_path
 
-        store = read_path(X, **read_options)
+        store = read_path(X, cache=cache, **read_options)
     elif hasattr(X, "__len__") and hasattr(X, "__getitem__"):
         store = from_items(X, name=name)
     else:

@@ -16,31 +16,49 @@ def _describe(x) -> str:
     return f"{type(x).__name__} of shape {tuple(x.shape)} and dtype {x.dtype}"
 
 
+def _rows(x: np.ndarray):
+    """Slices of ``x`` along its first axis of about 64 MiB each."""
+    n = len(x) if x.ndim else 1
+    step = max(1, _CHUNK_BYTES // max(1, x.nbytes // max(1, n)))
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+
 def to_uint8(x: np.ndarray, name: str = "X") -> np.ndarray:
-    """uint8 from uint8, integer 0..255 or float 0..1 arrays; anything else is an error."""
+    """uint8 from uint8, integer 0..255 or float 0..1 arrays; anything else is an error.
+
+    Checked and converted in chunks of about 64 MiB: the memory it takes besides ``x`` is
+    the uint8 result and one chunk.
+    """
     if x.dtype == np.uint8:
         return x
     if x.dtype == np.bool_:
         raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype bool.")
-    if np.issubdtype(x.dtype, np.integer):
-        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
-        if lo < 0 or hi > 255:
-            raise ValueError(
-                f"{name} holds integers from {lo} to {hi}; integer pixels must lie in 0-255."
-            )
-        return x.astype(np.uint8)
-    if np.issubdtype(x.dtype, np.floating):
-        if x.size and not np.isfinite(x).all():
-            bad = int((~np.isfinite(x)).sum())
+    is_int = np.issubdtype(x.dtype, np.integer)
+    if not (is_int or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype "
+                         f"{x.dtype}.")
+    if x.ndim == 0:
+        x = x.reshape(1)
+    parts = _rows(x) if x.size else []
+    if not is_int:
+        bad = sum(int((~np.isfinite(x[s])).sum()) for s in parts)
+        if bad:
             raise ValueError(f"{name} holds {bad} NaN or infinite value(s); pixels must be finite.")
-        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"{name} holds floats from {lo:g} to {hi:g}; float pixels must lie in [0, 1] "
-                "(divide by 255 if they are 0-255). Nothing is clipped silently."
-            )
-        return np.rint(x * 255.0).astype(np.uint8)
-    raise ValueError(f"{name} must hold uint8 (0-255) or float (0-1) pixels. Got dtype {x.dtype}.")
+    lo = min((x[s].min() for s in parts), default=0)
+    hi = max((x[s].max() for s in parts), default=0)
+    if is_int and (int(lo) < 0 or int(hi) > 255):
+        raise ValueError(
+            f"{name} holds integers from {int(lo)} to {int(hi)}; integer pixels must lie in 0-255."
+        )
+    if not is_int and (float(lo) < 0.0 or float(hi) > 1.0):
+        raise ValueError(
+            f"{name} holds floats from {float(lo):g} to {float(hi):g}; float pixels must lie in "
+            "[0, 1] (divide by 255 if they are 0-255). Nothing is clipped silently."
+        )
+    out = np.empty(x.shape, np.uint8)
+    for s in parts:
+        out[s] = x[s] if is_int else np.rint(x[s] * 255.0)
+    return out
 
 
 def _tensor_to_numpy(x: torch.Tensor, name: str) -> np.ndarray:

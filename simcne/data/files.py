@@ -33,6 +33,7 @@ def read_path(
     label_type: str = "fine",
     workers: int | None = None,
     mixed_size=None,
+    cache=None,
     **options,
 ) -> ImageStore:
     """Read a file, a folder or a built-in dataset name into an :class:`ImageStore`.
@@ -77,6 +78,14 @@ def read_path(
         Image folders and ``.beton`` files: the size to bring the images to only when they
         differ in size and ``image_size`` is None (formats whose images share one size
         ignore it). ``TSimCNE(image_size=...)`` passes its own.
+    cache : None, False or str or os.PathLike, default=None
+        The decode-once cache (:mod:`simcne.data.cache`): a source that is not memory-mapped
+        already (an image folder, a JPEG ``.beton``, gzipped IDX, CIFAR, a compressed
+        ``.npz``, a float ``.npy``) is read once into a uint8 file in this folder and
+        memory-mapped; the next read of the same files with the same options maps it.
+        None: the default folder (``$SIMCNE_CACHE/stores``, else
+        ``$XDG_CACHE_HOME/simcne/stores``, else ``~/.cache/simcne/stores``); False: read into
+        memory, no file. Built-in dataset names are not cached.
     **options
         Passed on to ``simcne.data.beton.read_beton`` and
         :func:`~simcne.data.datasets.load_dataset` (e.g. ``root=``, ``download=``).
@@ -112,7 +121,9 @@ def read_path(
     kwargs = _check_options(p, given, reader.options, reader.more)
     if "mixed_size" in reader.options and mixed_size is not None and image_size is None:
         kwargs["mixed_size"] = mixed_size  # formats whose images share one size ignore it
-    return _at_least_two(reader.read(p, **kwargs), p)
+    from .cache import read_cached
+
+    return _at_least_two(read_cached(p, reader, kwargs, cache), p)
 
 
 @dataclass(frozen=True)

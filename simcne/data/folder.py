@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -117,7 +119,7 @@ def _decode_chunk(files, size):
 
 def read_folder(
     folder, *, image_size=None, skip_corrupt: bool = False, workers: int | None = None,
-    mixed_size=None,
+    mixed_size=None, sink=None,
 ) -> ImageStore:
     """Decode a folder of images (png, jpg, bmp, webp, gif, tif, ppm, tga ...) once.
 
@@ -147,6 +149,10 @@ def read_folder(
         a folder of one size is kept as stored, a mixed one is brought to this size
         (``store.meta["resized_to"]`` then says so). The files decoded before the first
         odd size was met are decoded again.
+    sink : simcne.data.cache.Sink, optional
+        Where the decoded images go, a chunk at a time (the cache passes a file); default:
+        one array in memory. Either way no more than a few chunks of decoded images are
+        held besides it.
 
     Returns
     -------
@@ -157,46 +163,64 @@ def read_folder(
         when their palette is gray. 16-bit grayscale is scaled to 8 bits; animated files
         give their first frame; the EXIF orientation is applied.
     """
+    from .cache import Sink
+
     p = Path(folder)
     size = check_image_size(image_size)
     files, labels, class_names = list_images(p)
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    arrays: list[np.ndarray | None] = []
+    sink = Sink() if sink is None else sink
+    keep: list[int] = []
     bad: list[tuple[Path, Exception]] = []
     first: tuple[Path, tuple] | None = None
-    step = max(1, min(64, len(files) // (4 * workers)))  # files per task: less overhead
+    # files per task: fewer tasks, less overhead; at most about 16 MiB of decoded images a
+    # task where the size is known, and 2 tasks a thread ahead of the one written
+    step = max(1, min(64, len(files) // (4 * workers),
+                      (16 << 20) // (size[0] * size[1] * 3) if size else 64))
     chunks = [files[i : i + step] for i in range(0, len(files), step)]
     decode = functools.partial(_decode_chunk, size=size)
     with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        results = (r for chunk in pool.map(decode, chunks) for r in chunk)
-        for f, (arr, err) in zip(files, results):
-            if err is not None:
-                if not skip_corrupt:
+        done = 0
+        for chunk, results in zip(chunks, _in_order(pool, decode, chunks, 2 * workers)):
+            arrays = []
+            for k, (f, (arr, err)) in enumerate(zip(chunk, results)):
+                if err is not None:
+                    if isinstance(err, MemoryError):  # not the file's fault
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise err
+                    if not skip_corrupt:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise ValueError(
+                            f"The image file {os.fspath(f)!r} is corrupt or unreadable: "
+                            f"expected an image Pillow can decode, got {type(err).__name__}: "
+                            f"{err}. Pass skip_corrupt=True to skip such files."
+                        ) from err
+                    bad.append((f, err))
+                    continue
+                if first is None:
+                    first = (f, arr.shape[:2])
+                elif arr.shape[:2] != first[1]:
                     pool.shutdown(wait=False, cancel_futures=True)
+                    if size is None and mixed_size is not None:
+                        mixed = check_image_size(mixed_size)
+                        sink.reset()
+                        store = read_folder(folder, image_size=mixed, skip_corrupt=skip_corrupt,
+                                            workers=workers, sink=sink)
+                        store.meta["resized_to"] = list(mixed)
+                        return store
                     raise ValueError(
-                        f"The image file {os.fspath(f)!r} is corrupt or unreadable: expected "
-                        f"an image Pillow can decode, got {type(err).__name__}: {err}. "
-                        "Pass skip_corrupt=True to skip such files."
-                    ) from err
-                bad.append((f, err))
-            elif first is None:
-                first = (f, arr.shape[:2])
-            elif arr.shape[:2] != first[1]:
-                pool.shutdown(wait=False, cancel_futures=True)
-                if size is None and mixed_size is not None:
-                    mixed = check_image_size(mixed_size)
-                    store = read_folder(folder, image_size=mixed, skip_corrupt=skip_corrupt,
-                                        workers=workers)
-                    store.meta["resized_to"] = list(mixed)
-                    return store
-                raise ValueError(
-                    f"The images in {os.fspath(p)!r} differ in size: expected every image "
-                    f"to be {first[1][0]}x{first[1][1]} (H x W) like {os.fspath(first[0])!r}, "
-                    f"got {arr.shape[0]}x{arr.shape[1]} in {os.fspath(f)!r}. Pass image_size "
-                    "to resize them to one size (on the command line: --read-size H W, or "
-                    "--image-size H W of 'simcne fit')."
-                )
-            arrays.append(arr)
+                        f"The images in {os.fspath(p)!r} differ in size: expected every image "
+                        f"to be {first[1][0]}x{first[1][1]} (H x W) like "
+                        f"{os.fspath(first[0])!r}, got {arr.shape[0]}x{arr.shape[1]} in "
+                        f"{os.fspath(f)!r}. Pass image_size to resize them to one size (on "
+                        "the command line: --read-size H W, or --image-size H W of 'simcne "
+                        "fit')."
+                    )
+                arrays.append(arr)
+                keep.append(done + k)
+            done += len(chunk)
+            if arrays:
+                _put(sink, arrays, len(files))
     if bad:
         names = ", ".join(repr(os.fspath(f)) for f, _ in bad[:10])
         warnings.warn(
@@ -204,14 +228,7 @@ def read_folder(
             + (", ..." if len(bad) > 10 else ""),
             stacklevel=2,
         )
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    channels = 3 if any(arrays[i].ndim == 3 for i in keep) else 1
-    h, w = first[1] if first else (0, 0)
-    images = np.empty((len(keep), h, w, channels), np.uint8)
-    for j, i in enumerate(keep):
-        a = arrays[i]
-        images[j] = a[..., None] if a.ndim == 2 else a
-        arrays[i] = None  # free as we go: peak memory stays near one copy
+    images = sink.finish()
     paths = [files[i].relative_to(p).as_posix() for i in keep]
     store = ImageStore(
         images, None if labels is None else labels[keep], "NHWC", class_names, paths
@@ -220,8 +237,57 @@ def read_folder(
     return store
 
 
+def _put(sink, arrays: list, total: int) -> None:
+    """Decoded images (H, W) or (H, W, 3) into ``sink`` as one (k, H, W, C) chunk: C is 1
+    while every image so far is gray, 3 from the first colour one on (the gray ones before
+    it are repeated to RGB)."""
+    colour = any(a.ndim == 3 for a in arrays) or (sink.item is not None and sink.item[-1] == 3)
+    c = 3 if colour else 1
+    if colour:
+        sink.widen(3)
+    h, w = arrays[0].shape[:2]
+    batch = np.empty((len(arrays), h, w, c), np.uint8)
+    for j, a in enumerate(arrays):
+        batch[j] = a[..., None] if a.ndim == 2 else a
+    sink.write(batch, total)
+
+
+def _in_order(pool, fn, items, window: int):
+    """``pool.map(fn, items)`` with at most ``window`` tasks ahead of the one consumed, so
+    that decoded images never pile up in memory while the consumer writes."""
+    pending: deque = deque()
+    it = iter(items)
+    for item in itertools.islice(it, window):
+        pending.append(pool.submit(fn, item))
+    while pending:
+        result = pending.popleft().result()
+        for item in itertools.islice(it, 1):
+            pending.append(pool.submit(fn, item))
+        yield result
+
+
+def estimate(folder, image_size=None):
+    """(n, H, W, C) of a folder's decoded images, from its file list and its first image's
+    header (C: 1 for a gray first image, else 3); None when the first image cannot be read."""
+    from PIL import Image
+
+    files, _, _ = list_images(folder)
+    size = check_image_size(image_size)
+    try:
+        with Image.open(files[0]) as img:
+            w, h = img.size
+            c = 1 if _GRAY.get(img.mode, "RGB") in ("L", "LA", "I") else 3
+    except Exception:  # noqa: BLE001  the read itself says what is wrong
+        return None
+    h, w = size if size is not None else (h, w)
+    return len(files), h, w, c
+
+
 class _Serial:
     """The part of an executor that :func:`read_folder` uses, without threads."""
+
+    def submit(self, fn, *args):
+        return _Later(fn, args)
 
     def __enter__(self):
         return self
@@ -234,3 +300,13 @@ class _Serial:
 
     def shutdown(self, wait=True, cancel_futures=False):
         pass
+
+
+class _Later:
+    """A task of :class:`_Serial`: run when its result is asked for."""
+
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def result(self):
+        return self.fn(*self.args)
