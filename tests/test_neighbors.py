@@ -112,14 +112,19 @@ def test_pca_layer_projects_on_the_top_components_at_a_random_layers_spread():
     assert (y.var(0).sum() / want).item() == pytest.approx(1.0, rel=0.01)
 
 
+@pytest.fixture(scope="module")
+def papers_map(tiny):
+    return quick().fit_transform(tiny[0])
+
+
 @pytest.mark.parametrize("kw", [dict(neighbor_positives=3), dict(bank_negatives=1000),
                                 dict(out_layer_init="pca"),
                                 dict(neighbor_positives=3, bank_negatives=16,
                                      out_layer_init="pca")])
-def test_same_seed_same_map_and_other_than_the_papers(tiny, kw):
+def test_same_seed_same_map_and_other_than_the_papers(tiny, papers_map, kw):
     a = quick(**kw).fit_transform(tiny[0])
     b = quick(**kw).fit_transform(tiny[0])
-    paper = quick().fit_transform(tiny[0])
+    paper = papers_map
     assert np.array_equal(a, b)
     assert np.isfinite(a).all() and not np.allclose(a, paper)
 
