@@ -500,15 +500,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 
-def _out_of_memory(e: BaseException, message: str) -> str:
-    """The one line for a run that ran out of memory (the GPU's or the machine's)."""
-    where = "the GPU" if isinstance(e, torch.OutOfMemoryError) else "this machine"
-    first = message.split(". ")[0].rstrip(".")
-    return (f"out of memory on {where} ({first}). Pass a smaller --batch-size (or a smaller "
-            "--image-size), or free memory; the check before training estimates a step's "
-            "memory, not all of it.")
-
-
 def main(argv=None) -> int:
     """Run the ``simcne`` command with ``argv`` (default: sys.argv[1:]); returns the exit code.
 
@@ -524,20 +515,17 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.func(args)
-    except (UserError, ValueError, OSError, ImportError, MemoryError,
-            torch.OutOfMemoryError) as e:
-        message = " ".join(str(e).split()) or type(e).__name__
-        if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
-            message = _out_of_memory(e, message)
+    except (UserError, ValueError, OSError, ImportError, MemoryError, _OutOfMemory) as e:
+        if isinstance(e, (MemoryError, _OutOfMemory)):  # the host's memory or the GPU's
+            message = _out_of_memory(e, args)
+        else:
+            message = " ".join(str(e).split()) or type(e).__name__
         where = f"[rank {dist.launch_rank()}] " if dist.launch_rank() else ""  # under torchrun, any rank may fail
         print(f"simcne: error: {where}{message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("simcne: interrupted", file=sys.stderr)
         return 130
-    except (MemoryError, _OutOfMemory) as e:  # the host's memory or the GPU's ran out
-        print(f"simcne: error: {_out_of_memory(e, args)}", file=sys.stderr)
-        return 2
 
 
 def _oom_type():
@@ -551,10 +539,12 @@ _OutOfMemory = _oom_type()
 
 def _out_of_memory(err: BaseException, args) -> str:
     """One line for a MemoryError: what ran out, what to change, and the checkpoint kept."""
-    said = " ".join(str(err).split())[:300]
-    line = ("out of memory" + (f" ({said})" if said else "") + ": pass a smaller "
-            "--batch-size or --read-size, keep the decode-once cache on (no --no-cache), or "
-            "free memory")
+    said = " ".join(str(err).split()).split(". ")[0].rstrip(".")[:300]
+    where = "the GPU" if isinstance(err, _OutOfMemory) else "this machine"
+    line = (f"out of memory on {where}" + (f" ({said})" if said else "") + ": pass a "
+            "smaller --batch-size (or --image-size, --read-size), keep the decode-once cache "
+            "on (no --no-cache), or free memory; the check before training estimates a "
+            "step's memory, not all of it")
     ckpt = getattr(args, "checkpoint", None) if args is not None else None
     out = getattr(args, "out", None) if args is not None else None
     if ckpt is None and out is not None and not getattr(args, "no_checkpoint", True):

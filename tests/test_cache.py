@@ -218,7 +218,7 @@ def test_memory_error_is_one_line_and_keeps_the_checkpoint(tmp_path, tiny):
              "--no-plots", "--quiet", script=_OOM)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("simcne: error: out of memory (Unable to")
+    assert len(lines) == 1 and lines[0].startswith("simcne: error: out of memory on this machine (Unable to")
     assert "checkpoint.pt' is kept" in lines[0] and "--batch-size" in lines[0]
     assert (out / "checkpoint.pt").is_file()
 

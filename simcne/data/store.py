@@ -85,7 +85,10 @@ class ImageStore:
         if isinstance(index, slice):
             x = self.images[index]
             if not isinstance(x, torch.Tensor):
-                x = torch.from_numpy(np.ascontiguousarray(x))
+                # a read-only memory map (the decode-once cache) is copied: torch wants
+                # writable memory
+                x = torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable
+                                     else np.array(x))
         elif isinstance(self.images, torch.Tensor):
             if not isinstance(index, torch.Tensor):
                 index = torch.as_tensor(np.asarray(index), dtype=torch.long)
