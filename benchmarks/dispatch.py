@@ -171,7 +171,7 @@ def step_counts(backbone: str = "resnet18", n: int = 512, size: int = 32, steps:
 
     k = count(one)
     return dict(backbone=backbone, batch=n, size=size, ops=k.total, syncs=k.syncs,
-                by_op=dict(k.ops.most_common(25)))
+                by_op=dict(k.ops.most_common()))
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# torchrun on a GPU machine: NCCL, SyncBatchNorm, speed of N GPUs against one.
+# torchrun on a GPU machine: NCCL, global BatchNorm, speed of N GPUs against one.
 # Not run yet (written where there was no GPU). Usage, from the repository root:
 #
 #     bash benchmarks/dist_cuda.sh [OUT_DIR]        # about 5 minutes; results in OUT_DIR
@@ -7,7 +7,7 @@
 # 1. the CPU tests of torchrun (gloo, 2 processes), as a baseline that the machine works;
 # 2. one GPU: `simcne fit` on 20,000 random 32x32 images, resnet18, 3 epochs of stage 1,
 #    global batch 512, fp32 and bf16 (seconds per stage from report.json);
-# 3. with 2 or more GPUs: the same under torchrun on every GPU, NCCL + SyncBatchNorm, and
+# 3. with 2 or more GPUs: the same under torchrun on every GPU, NCCL + GlobalBatchNorm, and
 #    how far its fp32 embedding is from the one-GPU fp32 embedding (expected: float
 #    rounding, as on the CPU; bf16 differs more). One GPU cannot run 2 NCCL processes.
 set -euo pipefail

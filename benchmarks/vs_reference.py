@@ -30,10 +30,23 @@ ResNet18 with the SimCLR stem); the reference side is timed over ``--steps`` ste
 The figures go to the terminal and into BENCHMARKS.md (a block per device, replaced on each
 run), with the machine, the command and the date.
 
+``--tsimcne``: against the reference code itself, tsimcne 0.3.12 (its venv from
+``../shared/tools/reference_venv.sh``, ``--reference-python``), whole ``fit`` calls: ResNet18
+on the first ``--tsimcne-images`` (512) Fashion-MNIST training images at batch 128, one stage
+of 2 epochs, each side a fresh process on one thread (``torch.set_num_threads(1)``,
+``OMP_NUM_THREADS=1``, the reference's DataLoader without worker processes, so its PIL
+augmentation runs on that thread too). Each side's ``fit`` is timed inside its process
+(imports and data loading outside), the sides alternate (the order flips every repeat), and
+the ratio is the reference's median over simcne's median. The reference gets RGB PIL images
+(its ResNet's first convolution takes three channels), simcne the one-channel array; both
+fp32 (``precision="auto"`` is fp32 on a CPU without native bf16). simcne's ``fit`` also
+embeds the images after the stage (its ``embedding_``); the reference's does not.
+
 Usage::
 
     PYTHONPATH=. python benchmarks/vs_reference.py                 # CPU, both backbones
     PYTHONPATH=. python benchmarks/vs_reference.py --device cuda --backbones resnet18
+    PYTHONPATH=. python benchmarks/vs_reference.py --tsimcne           # the reference code, CPU
 """
 
 from __future__ import annotations
@@ -233,6 +246,132 @@ def write_block(text: str, key: str, path: Path = ROOT / "BENCHMARKS.md") -> Non
     os.replace(tmp, path)
 
 
+# -- against tsimcne 0.3.12 itself (--tsimcne) ------------------------------------------------
+#: the reference's side, run by the reference venv's python: argv = images.npy epochs batch
+TSIMCNE_SIDE = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+from PIL import Image
+import tsimcne
+X = np.load(sys.argv[1]); epochs, batch = int(sys.argv[2]), int(sys.argv[3])
+
+class Images(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(X)
+    def __getitem__(self, i):  # its ResNet takes three channels
+        return Image.fromarray(X[i]).convert("RGB"), 0
+
+est = tsimcne.TSimCNE(backbone="resnet18", total_epochs=[epochs], batch_size=batch,
+                      num_workers=0)
+# (its constructor drops trainer_kwargs given to it: set them afterwards)
+est.trainer_kwargs = dict(est.trainer_kwargs or {}, accelerator="cpu", logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False)
+t = time.perf_counter()
+est.fit(Images())
+print(json.dumps({"fit_s": time.perf_counter() - t, "version": tsimcne.__version__}))
+"""
+
+#: simcne's side: argv = images.npy epochs batch
+SIMCNE_SIDE = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+from simcne import TSimCNE
+X = np.load(sys.argv[1]); epochs, batch = int(sys.argv[2]), int(sys.argv[3])
+est = TSimCNE(backbone="resnet18", total_epochs=[epochs], batch_size=batch, device="cpu",
+              random_state=0)
+t = time.perf_counter()
+est.fit(X)
+print(json.dumps({"fit_s": time.perf_counter() - t, "embedding": list(est.embedding_.shape)}))
+"""
+
+
+def _side(cmd, env) -> dict:
+    import json
+    import subprocess
+
+    t = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["process_s"] = wall
+    return out
+
+
+def tsimcne_mode(a) -> None:
+    import json
+    import tempfile
+
+    from simcne.data import load as load_data
+
+    ref_py = Path(a.reference_python).expanduser()
+    ref_path = Path(a.reference_path).expanduser()
+    if not ref_py.exists() or not (ref_path / "tsimcne").is_dir():
+        raise SystemExit(f"--tsimcne: the reference venv is not at {ref_py} with tsimcne in "
+                         f"{ref_path}: expected what ../shared/tools/reference_venv.sh builds")
+    store = load_data("fashion-mnist", download=False)
+    X = store.batch(np.arange(a.tsimcne_images))[:, 0].numpy()  # (n, 28, 28) uint8
+    folder = Path(tempfile.mkdtemp(prefix="simcne-vs-tsimcne-"))
+    npy = folder / "fmnist.npy"
+    np.save(npy, X)
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    base.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", SIMCNE_CPU_BF16=os.environ.get(
+        "SIMCNE_CPU_BF16", ""))
+    args = [str(npy), str(a.tsimcne_epochs), str(a.tsimcne_batch)]
+    sides = {
+        "reference": ([str(ref_py), "-c", TSIMCNE_SIDE, *args],
+                      dict(base, PYTHONPATH=str(ref_path))),
+        "simcne": ([sys.executable, "-c", SIMCNE_SIDE, *args], dict(base, PYTHONPATH=str(ROOT))),
+    }
+    load_before = os.getloadavg()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print(f"{machine(torch.device('cpu'))}\n--tsimcne: {a.tsimcne_images} Fashion-MNIST images, "
+          f"ResNet18, batch {a.tsimcne_batch}, {a.tsimcne_epochs} epochs, 1 thread each, "
+          f"{a.repeats} alternating repeats; load average {load_before[0]:.1f}", flush=True)
+    times = {"reference": [], "simcne": []}
+    version = "?"
+    for r in range(a.repeats):
+        order = ["reference", "simcne"] if r % 2 == 0 else ["simcne", "reference"]
+        for side in order:
+            out = _side(*sides[side])
+            version = out.get("version", version)
+            times[side].append(out["fit_s"])
+            print(f"  repeat {r + 1} {side:9s}: fit {out['fit_s']:.1f} s (process "
+                  f"{out['process_s']:.1f} s)", flush=True)
+    ref, ours = statistics.median(times["reference"]), statistics.median(times["simcne"])
+    ratio = ref / ours
+    load_after = os.getloadavg()
+    print(f"tsimcne {version}: median fit {ref:.1f} s; simcne: {ours:.1f} s; ratio of "
+          f"medians {ratio:.2f}x", flush=True)
+    (folder / "times.json").write_text(json.dumps(times))
+    if a.no_write:
+        return
+    cmd = "PYTHONPATH=. python benchmarks/vs_reference.py " + " ".join(
+        shlex.quote(x) for x in sys.argv[1:])
+    lines = [
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine(torch.device('cpu'))}; load "
+        f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after (a machine shared "
+        "with other jobs: the sides alternate, so the load falls on both).",
+        "",
+        "```sh", cmd, "```", "",
+        f"tsimcne {version} (`fit`, ResNet18, one stage of {a.tsimcne_epochs} epochs, batch "
+        f"{a.tsimcne_batch}, no DataLoader workers) against simcne (`TSimCNE(backbone="
+        f"\"resnet18\", total_epochs=[{a.tsimcne_epochs}], batch_size={a.tsimcne_batch}, "
+        f"device=\"cpu\").fit`) on the first {a.tsimcne_images} Fashion-MNIST training "
+        "images, each a fresh process on one thread, `fit` timed inside it.",
+        "",
+        "| side | fit, each repeat (s) | median (s) |", "|---|---|---:|",
+        f"| tsimcne {version} | {', '.join(f'{t:.1f}' for t in times['reference'])} | {ref:.1f} |",
+        f"| simcne | {', '.join(f'{t:.1f}' for t in times['simcne'])} | {ours:.1f} |",
+        "", f"Ratio of medians: **{ratio:.2f}x**.",
+    ]
+    write_block("\n".join(lines), "vs_reference:tsimcne-cpu")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -249,7 +388,18 @@ def main(argv=None):
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="simcne's precision (TSimCNE(precision=...)); the reference is fp32")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    p.add_argument("--tsimcne", action="store_true",
+                   help="against tsimcne 0.3.12 itself: whole fits in fresh processes, one "
+                        "thread each (see the module's docstring)")
+    p.add_argument("--reference-python", default="~/.cache/simcne-reference/venv/bin/python")
+    p.add_argument("--reference-path", default="~/.cache/simcne-reference/tsimcne_0312",
+                   help="the folder holding the tsimcne package (its PYTHONPATH)")
+    p.add_argument("--tsimcne-images", type=int, default=512)
+    p.add_argument("--tsimcne-batch", type=int, default=128)
+    p.add_argument("--tsimcne-epochs", type=int, default=2)
     a = p.parse_args(argv)
+    if a.tsimcne:
+        return tsimcne_mode(a)
     device = resolve_device(a.device)  # "cuda" -> "cuda:0", as the store reports it
     cuda = device.type == "cuda"
     torch.set_num_threads(a.threads)

@@ -21,7 +21,7 @@ sample's brightness, contrast and saturation that come before its hue go to the 
 passes, those after it to the last three; a pass is the identity for the samples it has
 nothing for); uint8 input is scaled to [0, 1] inside the first pass; the views come out
 channels-last (and in the dtype asked for). One call makes both views of a batch
-(:meth:`Augment.bind`, ``two_views``). About 130 aten operations a call for RGB images, 70
+(:meth:`Augment.bind`, ``two_views``). About 135 aten operations a call for RGB images, 75
 for one-channel ones (``benchmarks/dispatch.py``).
 
 One-channel images keep one channel: brightness and contrast apply, saturation, hue and
@@ -89,18 +89,18 @@ def adjust_hue(x, f):
     if x.shape[1] == 1:
         return x
     sixths = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return _rotate_hue(x, torch.add(sixths, _view(f.to(x.dtype)), alpha=6.0),
-                       _hue_weight(x.device, x.dtype))
+    return _rotate_hue(x, torch.add(sixths, _view(f.to(x.dtype)), alpha=6.0))
 
 
-def _hue_weight(device, dtype) -> torch.Tensor:
-    """A 1x1 convolution's weight giving (g - b, b - r, r - g) of an RGB image."""
-    w = torch.tensor([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]], dtype=dtype)
-    return w.view(3, 3, 1, 1).to(device)
+def _luma(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma in two elementwise operations (a 1x1 convolution
+    would be one, but its result depends on the batch's size in the last bit, and a process's
+    part of a batch must get exactly the views of the whole batch)."""
+    return (x * weight).sum(1, keepdim=True)
 
 
-def _rotate_hue(x: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """HSV hue rotation in 14 operations; ``shift`` is (n, 3, 1, 1): ``(5, 3, 1) + 6 f``.
+def _rotate_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """HSV hue rotation in 16 operations; ``shift`` is (n, 3, 1, 1): ``(5, 3, 1) + 6 f``.
 
     The hue in sixths of a turn is ``2 i + d_i / C``, i the channel holding the maximum V,
     C = V - min the chroma and d = (g - b, b - r, r - g); the rotated pixel is
@@ -110,7 +110,7 @@ def _rotate_hue(x: torch.Tensor, shift: torch.Tensor, weight: torch.Tensor) -> t
     """
     v, i = x.max(dim=1, keepdim=True)
     chroma = v - x.amin(dim=1, keepdim=True)
-    d = F.conv2d(x, weight).gather(1, i)
+    d = (x.roll(-1, 1) - x.roll(-2, 1)).gather(1, i)
     hue = torch.add(d.div_(chroma.clamp_min(_TINY)), i, alpha=2)
     k = torch.remainder(hue + shift, 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
@@ -202,7 +202,7 @@ def _colour_consts(device, dtype) -> SimpleNamespace:
         uint8_scale=t([1 / 255] + [1.0] * 5).view(6, 1, 1),
         uint8_scale1=t([1 / 255, 1.0]).view(2, 1, 1),
         no_jitter=t([[1.0], [1.0], [1.0], [0.0]]),
-        luma=t(_GRAY).view(1, 3, 1, 1), hue_weight=_hue_weight(device, dtype),
+        luma=t(_GRAY).view(1, 3, 1, 1),
         sixths=t([5.0, 3.0, 1.0]).view(1, 3, 1, 1))
 
 
@@ -395,7 +395,7 @@ class Augment:
         x = self.color_jitter(x, p, scale)
         if x.shape[1] == 3:
             c = self._consts(x.device, x.dtype)
-            x = torch.where(p["gray"].view(-1, 1, 1, 1), F.conv2d(x, c.luma), x)
+            x = torch.where(p["gray"].view(-1, 1, 1, 1), _luma(x, c.luma), x)
         return _channels_last(x, dtype)
 
     def crop_resize_flip(self, x: torch.Tensor, p: dict) -> torch.Tensor:
@@ -458,11 +458,11 @@ class Augment:
         hue = p["jitter"].view(n, 1, 1, 1)
         for j in range(6):
             s, a, mean = coef[3 * j : 3 * j + 3]
-            gray = F.conv2d(x, c.luma)
+            gray = _luma(x, c.luma)
             y = torch.addcmul(mean * gray.mean((2, 3), keepdim=True), a, gray)
             x = torch.addcmul(y, s, x).clamp_(0, 1)
             if j == 2:
-                x = torch.where(hue, _rotate_hue(x, hue_shift, c.hue_weight), x)
+                x = torch.where(hue, _rotate_hue(x, hue_shift), x)
         return x
 
 

@@ -2,6 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dist_worker.py step,fit OUT
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dist_worker.py hang OUT
+    python -m torch.distributed.run --standalone --nproc_per_node=2 tests/dist_worker.py refuse OUT
 
 Each process writes what it saw to ``OUT/rank<r>.pt`` ({scenario: result}); the test
 compares that with the same functions run in a single process.
@@ -121,6 +122,25 @@ def fit(out: Path) -> dict:
     return result
 
 
+def refuse(out: Path) -> dict:
+    """Rank 1 alone finds too little memory for a step: every rank must end with the
+    refusal, none wait for the others in the broadcast of the network."""
+    import time
+
+    import simcne._heap
+    from simcne import TSimCNE, dist
+
+    if int(os.environ["RANK"]) == 1:
+        simcne._heap.available_memory = lambda: 1000  # bytes
+    t0 = time.monotonic()
+    try:
+        TSimCNE(**FIT).fit(digits(64)[0])
+        error = None
+    except ValueError as e:
+        error = str(e)
+    return {"error": error, "seconds": time.monotonic() - t0, "rank": dist.rank()}
+
+
 def main(argv) -> int:
     torch.set_num_threads(1)
     scenario, out = argv[0], Path(argv[1])
@@ -137,7 +157,8 @@ def main(argv) -> int:
         return 0
     result = {}
     for name in scenario.split(","):
-        result[name] = {"step": one_step, "fit": lambda: fit(out)}[name]()
+        result[name] = {"step": one_step, "fit": lambda: fit(out),
+                        "refuse": lambda: refuse(out)}[name]()
     from simcne import dist
 
     torch.save(result, out / f"rank{dist.rank()}.pt")

@@ -87,8 +87,9 @@ def test_fit_writes_every_output(fit_dir, png_folder):
 
 def test_transform_with_the_saved_model_gives_the_fit_embedding(fit_dir, png_folder, tmp_path):
     out = tmp_path / "y.npy"
+    # on the CPU, where the fit ran: fp32 there, the same coordinates (a GPU's bf16 would not)
     assert main(["transform", str(fit_dir / "model.pt"), str(png_folder), "--out", str(out),
-                 "--csv", "--quiet"]) == 0
+                 "--csv", "--quiet", "--device", "cpu"]) == 0
     np.testing.assert_allclose(np.load(out), np.load(fit_dir / "embedding.npy"), atol=1e-6)
     with open(tmp_path / "y.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -165,3 +165,62 @@ def test_two_processes_nccl(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     Y = np.load(out / "embedding.npy")
     assert Y.shape == (512, 2) and np.isfinite(Y).all()
+
+
+# -- issue 27 -----------------------------------------------------------------------------
+
+def test_augmentation_and_loss_never_wait_for_the_gpu():
+    from simcne.augment import Augment
+
+    x = torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8, device=GPU)
+    aug = Augment(size=32).bind(torch.Generator(device=GPU).manual_seed(0))
+    aug.two_views(x)  # the constants, made once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        views = aug.two_views(x, dtype=torch.bfloat16)
+        z = views.float().flatten(1)[:, :8].requires_grad_()
+        info_nce(z).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert views.dtype == torch.bfloat16 and views.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_placing_a_store_takes_the_store_and_one_chunk(monkeypatch):
+    import simcne.data.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHUNK_BYTES", 1 << 20)
+    store = load(np.random.default_rng(0).integers(0, 256, (4096, 32, 32, 3), dtype=np.uint8))
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(GPU)
+    before = torch.cuda.memory_allocated(GPU)
+    placed = store.to(torch.device("cuda"))  # unresolved: the same device as cuda:<current>
+    peak = torch.cuda.max_memory_allocated(GPU) - before
+    assert placed.device == GPU and peak <= store.nbytes + 2 * (1 << 20) + (1 << 20)
+    assert placed.to("cuda") is placed  # already there: no copy
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="a tensor on another GPU needs 2")
+def test_rows_wait_for_the_copy_on_the_tensors_own_device():
+    from simcne.train import _Rows
+
+    recorded = []
+    real = torch.cuda.Event
+
+    class Spy(real):
+        def record(self, stream=None):
+            recorded.append(stream)
+            return super().record(stream)
+
+    torch.cuda.set_device(0)
+    other = torch.device("cuda", 1)
+    rows = _Rows(8)
+    try:
+        torch.cuda.Event = Spy
+        t = torch.arange(16.0, device=other).view(8, 2)
+        rows.add(0, t)
+    finally:
+        torch.cuda.Event = real
+    assert recorded and recorded[0].device == other
+    np.testing.assert_array_equal(rows.result(), np.arange(16.0).reshape(8, 2))

@@ -132,9 +132,10 @@ def test_the_batch_must_be_shared_evenly(two_processes):
 
 def test_torchrun_simcne_fit_digits(tmp_path):
     out = tmp_path / "map"
+    # on the CPU (gloo): on a machine with one GPU, two processes cannot each take their own
     run = torchrun("-m", "simcne", "fit", "digits", "--out", out, "--backbone", "resnet_small",
                    "--total-epochs", "1", "--batch-size", "512", "--random-state", "0",
-                   "--no-plots")
+                   "--no-plots", "--device", "cpu")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
         "embedding.csv", "embedding.npy", "model.pt", "report.json"]
@@ -152,6 +153,19 @@ def test_a_hanging_process_ends_the_run_with_an_error(tmp_path):
                    extra_env={"SIMCNE_DIST_TIMEOUT": "15"})
     assert run.returncode != 0
     assert "waited more than 15 s for the other processes" in run.stdout + run.stderr
+
+
+def test_a_memory_refusal_on_one_process_ends_every_process(tmp_path):
+    # issue 27: before, rank 1 refused and rank 0 waited in the network's broadcast until
+    # the timeout (here 100 s)
+    run = torchrun(HERE / "dist_worker.py", "refuse", tmp_path, timeout=200,
+                   extra_env={"SIMCNE_DIST_TIMEOUT": "100"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    seen = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False)["refuse"] for r in (0, 1)]
+    for s in seen:
+        assert s["error"] and "'batch_size' parameter of TSimCNE is too large" in s["error"]
+        assert s["seconds"] < 60
+    assert seen[0]["error"].startswith("rank 1 of 2: ")  # rank 0 says whose it was
 
 
 # -- one process: simcne.dist falls back to rank 0 of 1 -----------------------------------
