@@ -84,8 +84,8 @@ class ImageStore:
             index = np.arange(len(self))[index]  # a lazy reader: by index
         if isinstance(index, slice):
             x = self.images[index]
-            if not isinstance(x, torch.Tensor):
-                x = torch.from_numpy(np.ascontiguousarray(x))
+            if not isinstance(x, torch.Tensor):  # a copy: the array may be read-only (a map)
+                x = torch.from_numpy(np.array(x))
         elif isinstance(self.images, torch.Tensor):
             if not isinstance(index, torch.Tensor):
                 index = torch.as_tensor(np.asarray(index), dtype=torch.long)
