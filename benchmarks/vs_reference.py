@@ -262,7 +262,9 @@ class Images(torch.utils.data.Dataset):
     def __getitem__(self, i):  # its ResNet takes three channels
         return Image.fromarray(X[i]).convert("RGB"), 0
 
-est = tsimcne.TSimCNE(backbone="resnet18", total_epochs=[epochs], batch_size=batch,
+# its default backbone, "resnet18_simclr", is the paper's ResNet18 (3x3 stride-1 stem, no
+# max-pool) as simcne's "resnet18"; its "resnet18" is torchvision's, a 16th of the work
+est = tsimcne.TSimCNE(backbone="resnet18_simclr", total_epochs=[epochs], batch_size=batch,
                       num_workers=0)
 # (its constructor drops trainer_kwargs given to it: set them afterwards)
 est.trainer_kwargs = dict(est.trainer_kwargs or {}, accelerator="cpu", logger=False,
@@ -358,7 +360,8 @@ def tsimcne_mode(a) -> None:
         "with other jobs: the sides alternate, so the load falls on both).",
         "",
         "```sh", cmd, "```", "",
-        f"tsimcne {version} (`fit`, ResNet18, one stage of {a.tsimcne_epochs} epochs, batch "
+        f"tsimcne {version} (`fit`, `backbone=\"resnet18_simclr\"`, its default and the "
+        f"paper's ResNet18, one stage of {a.tsimcne_epochs} epochs, batch "
         f"{a.tsimcne_batch}, no DataLoader workers) against simcne (`TSimCNE(backbone="
         f"\"resnet18\", total_epochs=[{a.tsimcne_epochs}], batch_size={a.tsimcne_batch}, "
         f"device=\"cpu\").fit`) on the first {a.tsimcne_images} Fashion-MNIST training "

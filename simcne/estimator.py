@@ -413,8 +413,10 @@ class TSimCNE:
             elif self.backbone_weights is not None:
                 dist.on_main(self._load_backbone_weights, model, say)
         model = model.to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last weights, as the views: on CUDA tensor cores; on the CPU oneDNN's
+        # convolutions then need no reorder (ResNet18, one thread: 1.18x a step against
+        # NCHW weights with channels_last views)
+        model = model.to(memory_format=torch.channels_last)
         # under torchrun every process checks its own memory, and a refusal on any of them
         # ends all of them here (before the broadcast, where the others would wait for it)
         step_bytes = dist.on_every(self._check_memory, model, device)

@@ -241,8 +241,10 @@ def load(cls, path, device="auto", **params):
             f"{' '.join(line.strip() for line in first[:3])}") from None
     device = resolve_device(device)
     model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last weights, as the views: on CUDA tensor cores; on the CPU oneDNN's
+    # convolutions then need no reorder (ResNet18, one thread: 1.18x a step against
+    # NCHW weights with channels_last views)
+    model = model.to(memory_format=torch.channels_last)
     model.eval()
     est.model_ = model
     est._device = device
