@@ -375,8 +375,9 @@ def map_shape(Y, labels=None) -> dict:
     the two groups. Not shown: that they flag the straight edges and hollow groups of
     classes of docs/figures/stages.png panel g and beton.png: the figures' maps are not
     kept, and read back from the figures' pixels (where a pile of points on an edge
-    shrinks to one marker's blot) they are not flagged, nor is panel c, the demo map that
-    is flagged when measured on its points.
+    shrinks to one marker's blot) they are not flagged; nor is panel c, the demo's digits
+    map, although a map of the same settings made here is flagged when measured on its
+    points.
     """
     Y = _points(Y, "Y", dims=2)
     labels = _labels(labels, len(Y))
