@@ -4,7 +4,13 @@ For each dataset it trains simcne with stated settings, records the 2-D kNN accu
 minutes of training (evaluated at the end of stages 1 and 2 and every ``--eval-every``
 epochs of stage 3; the evaluation time is not counted as training time), then makes
 openTSNE's and UMAP's maps of the same pixels. Every map is scored by ``knn_accuracy``
-(k=15, stratified 20 % test split) over three split seeds (0, 1, 2): mean and spread.
+(k=15, stratified 20 % test split) over three split seeds (0, 1, 2): mean and spread; by
+``neighborhood_preservation`` against the pixels (the share of each point's 15 nearest
+neighbours in the pixels kept among its 15 in the map, 2,000 query points); and by
+``map_shape``: the smallest per-class inner share (below 0.1: a hollow shell), the
+smallest per-class elongation (below 0.1: a class squashed into a line), the share of
+points on thin straight lines (above 0.1: straight edges, fans, outlines), the share on the convex
+hull, and the flags those limits raise (``benchmarks/map_shape.py`` calibrated them).
 
 Datasets:
 
@@ -46,7 +52,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from simcne import TSimCNE, knn_accuracy  # noqa: E402
+from simcne import TSimCNE, knn_accuracy, map_shape, neighborhood_preservation  # noqa: E402
 from simcne.cli import DEMO  # noqa: E402
 from simcne.train import embed  # noqa: E402
 
@@ -78,6 +84,13 @@ BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 def score(Y, labels) -> tuple[float, float]:
     accs = [knn_accuracy(Y, labels, k=15, test_size=0.2, random_state=s) for s in SPLIT_SEEDS]
     return float(np.mean(accs)), float(np.std(accs))
+
+
+def measure(m: dict, Xf, labels) -> None:
+    """Add the map ``m["Y"]``'s neighbourhood preservation (against the pixels ``Xf``) and
+    shape measures to ``m``."""
+    m["np"] = neighborhood_preservation(Xf, m["Y"], k=15)
+    m["shape"] = map_shape(m["Y"], labels)
 
 
 def load_dataset(name: str):
@@ -197,20 +210,28 @@ def figure(results: dict, path: Path) -> None:
 
 
 def table(results: dict) -> list[str]:
-    lines = ["| data | method | 2-D kNN (mean ± sd, 3 splits) | seconds | threads |",
-             "|---|---|---|---:|---:|"]
+    lines = ["| data | method | 2-D kNN (mean ± sd, 3 splits) | kept neighbours | "
+             "inner share | elongation | on lines | on hull | shape flags | seconds | threads |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for name, res in results.items():
         for method in ("simcne", "t-SNE", "UMAP"):
             m = res[method]
+            sh = m["shape"]
             lines.append(f"| {name} | {method} | {m['knn'][0]:.3f} ± {m['knn'][1]:.3f} | "
+                         f"{m['np']:.3f} | {sh['inner_share']:.2f} | {sh['elongation']:.2f} | "
+                         f"{sh['line_share']:.3f} | {sh['hull_share']:.3f} | "
+                         f"{', '.join(sh['flags']) or 'none'} | "
                          f"{m['seconds']:.0f} | {m['threads']} |")
         runs = res.get("simcne_seeds", [])
         if len(runs) > 1:
             accs = [r["knn"][0] for r in runs]
             secs = [r["seconds"] for r in runs]
             each = ", ".join(f"{r['params']['random_state']}: {a:.3f}" for r, a in zip(runs, accs))
+            kept = np.mean([r["np"] for r in runs])
+            flagged = sum(bool(r["shape"]["flags"]) for r in runs)
             lines.append(f"| {name} | simcne, {len(runs)} training seeds ({each}) | "
                          f"{np.mean(accs):.3f} ± {np.std(accs):.3f} (of the seeds' means) | "
+                         f"{kept:.3f} (mean) | | | | | {flagged} of {len(runs)} flagged | "
                          f"{np.mean(secs):.0f} (mean) | {runs[0]['threads']} |")
     return lines
 
@@ -278,6 +299,8 @@ def main(argv=None) -> int:
         res["UMAP"] = run_umap(Xf)
         for method in ("t-SNE", "UMAP"):
             res[method]["knn"] = score(res[method]["Y"], labels)
+        for m in [*res["simcne_seeds"], res["t-SNE"], res["UMAP"]]:
+            measure(m, Xf, labels)
         results[name] = res
         for line in table({name: res})[2:] + curve_lines({name: res}):
             print(line, flush=True)

@@ -6,8 +6,9 @@
 
 from .augment import Augment
 from .estimator import TSimCNE
-from .metrics import knn_accuracy
+from .metrics import knn_accuracy, map_shape, neighborhood_preservation, trustworthiness
 from .train import TrainingDiverged
 
 __version__ = "0.1.0"
-__all__ = ["Augment", "TSimCNE", "TrainingDiverged", "knn_accuracy", "__version__"]
+__all__ = ["Augment", "TSimCNE", "TrainingDiverged", "knn_accuracy", "map_shape",
+           "neighborhood_preservation", "trustworthiness", "__version__"]
