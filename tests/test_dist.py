@@ -85,17 +85,25 @@ def test_one_step_equals_the_single_process_step(two_processes, one_thread):
                                        rtol=1e-5, atol=1e-6)
 
 
+#: Two processes against one, after a whole (short) fit: float rounding only. The step is
+#: equal to 1e-5 (above), but oneDNN's convolutions round differently for a batch and its
+#: half on some CPUs (AVX2-only AMD EPYC: losses 1e-4 apart, maps up to 1.5e-3 apart on a
+#: map 4 units wide, where AVX512 machines agreed to 1e-6), and training amplifies it. A
+#: wrong gather, share or BatchNorm moves the map by whole units.
+LOSS_RTOL, MAP_ATOL = 1e-3, 1e-2
+
+
 def test_a_short_fit_gives_the_single_process_embedding(two_processes, reference):
     ref = reference
     for seen in two_processes[1]:  # every process holds the whole result
         fit = seen["fit"]
-        np.testing.assert_allclose(fit["loss"], ref["loss"], rtol=1e-6)
-        np.testing.assert_allclose(fit["embedding"], ref["embedding"], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(fit["loss"], ref["loss"], rtol=LOSS_RTOL)
+        np.testing.assert_allclose(fit["embedding"], ref["embedding"], atol=MAP_ATOL)
         assert len(fit["stages"]) == len(ref["stages"]) == 3
         for a, b in zip(fit["stages"], ref["stages"]):
-            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+            np.testing.assert_allclose(a, b, atol=MAP_ATOL)
         # transform shards 37 images over 2 processes and gathers them in order
-        np.testing.assert_allclose(fit["transform"], ref["transform"], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(fit["transform"], ref["transform"], atol=MAP_ATOL)
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(two_processes):
@@ -111,7 +119,7 @@ def test_a_two_process_checkpoint_goes_on_in_one_process(two_processes, referenc
 
     X, _ = dist_worker.digits(64)
     est = TSimCNE(**dist_worker.FIT, checkpoint=two_processes[0] / "stopped.ckpt").fit(X)
-    np.testing.assert_allclose(est.embedding_, reference["embedding"], atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(est.embedding_, reference["embedding"], atol=MAP_ATOL)
 
 
 def test_only_rank_0_writes_files(two_processes):
