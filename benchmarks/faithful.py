@@ -432,16 +432,10 @@ def report(results: dict, recipe: Recipe, n: int, command: str, extra: list[str]
 
 def write_block(block: list[str], path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace the block between the markers in ``path``, or append it as a new section."""
-    text = path.read_text()
-    new = "\n".join([BEGIN, *block, END])
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + new + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{TITLE}\n\n" + new + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from blocks import write_block as write
+
+    write(block, BEGIN, END, TITLE, path)
 
 
 def to_json(results: dict) -> dict:

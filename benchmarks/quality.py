@@ -251,17 +251,9 @@ def curve_lines(results: dict) -> list[str]:
 
 
 def write_block(lines: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    block = "\n".join([BEGIN, *lines, END])
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Map quality: simcne, t-SNE and UMAP (CPU)\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from blocks import write_block as write
+
+    write(lines, BEGIN, END, "## Map quality: simcne, t-SNE and UMAP (CPU)")
 
 
 def main(argv=None) -> int:

@@ -199,18 +199,9 @@ def lines(out: dict, command: str) -> list[str]:
 
 
 def write_block(block: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    new = "\n".join([BEGIN, *block, END])
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + new + rest.split(END, 1)[1]
-    else:
-        text = (text.rstrip("\n") + "\n\n## Warm starts from a saved model (CPU)\n\n" + new
-                + "\n")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from blocks import write_block as write
+
+    write(block, BEGIN, END, "## Warm starts from a saved model (CPU)")
 
 
 def main(argv=None) -> int:

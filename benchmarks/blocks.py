@@ -1,0 +1,25 @@
+"""The marked blocks of BENCHMARKS.md that benchmark scripts write: one writer for all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def write_block(lines: list[str], begin: str, end: str, title: str,
+                path: Path = BENCHMARKS) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path`` with ``lines``, or append
+    them as a new section headed ``title`` (a markdown heading line); written atomically."""
+    path = Path(path)
+    text = path.read_text()
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n{title}\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
