@@ -366,8 +366,8 @@ def test_a_resume_across_device_types_reseeds_augmentation_alike_on_every_rank(m
         gen = torch.Generator()
         keeper.attach(model=torch.nn.Linear(1, 1), seed=5, augment_gen=gen,
                       shuffle_gen=torch.Generator(), history=[], stage_embeddings=[],
-                      stage_epochs=[4], reseed=lambda *more, shared=False:
-                      estimator._rank_seed(5, *more, shared=shared))
+                      stage_epochs=[4], reseed=lambda *more, **kw:
+                      estimator._rank_seed(5, *more, **kw))
         monkeypatch.setattr(keeper.model, "load_state_dict", lambda sd: None)
         with pytest.warns(UserWarning, match="another device type"):
             keeper.start(1)
@@ -392,9 +392,9 @@ def test_momentum_comes_back_in_the_weights_layout_after_resume():
         seen.update({id(p): opt.state[p]["momentum_buffer"].stride() for p in params})
 
     store = load(np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
-    aug = __import__("simcne.augment", fromlist=["Augment"]).Augment(size=8)
+    aug, gen = __import__("simcne.augment", fromlist=["Augment"]).Augment(size=8), None
     train_stage(model, store, Stage(1, 1, 0.01, 0, info_nce),
-                Training(batch_size=8, augment=aug.bind(torch.Generator().manual_seed(0)),
+                Training(batch_size=8, augment=lambda x: aug(x, generator=gen),
                          device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
                          on_epoch_end=look), optimizer_state=state)
     conv = [p for p in params if p.dim() == 4]
