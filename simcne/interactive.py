@@ -557,14 +557,11 @@ def _density(x, y, klass, colors, px: int = DENSITY_PX):
     cx = np.clip(((x - x0) / span * px).astype(np.int64), 0, w - 1)
     cy = np.clip(((y - y0) / span * px).astype(np.int64), 0, h - 1)
     alpha = np.rint(255 * (1 - 0.6 ** np.arange(16))).astype(np.uint8)  # by count
-    k = len(colors)
-    cell = cy * w + cx
-    counts = (np.bincount(klass.astype(np.int64) * (w * h) + cell, minlength=k * w * h)
-              .reshape(k, h, w) if k * w * h <= 1 << 25 else None)  # one pass, or per class
+    cell = (cy * w + cx).astype(np.int32)
+    del cx, cy
     out = []
     for c, colour in enumerate(colors):
-        count = (counts[c] if counts is not None
-                 else np.bincount(cell[klass == c], minlength=w * h).reshape(h, w))[::-1]
+        count = np.bincount(cell[klass == c], minlength=w * h).reshape(h, w)[::-1]
         if not count.any():
             out.append(None)
             continue
