@@ -17,6 +17,10 @@ The maps:
   ``random_state=0``), simcne with the demo's settings (``simcne.cli.DEMO``, exaggeration
   4), and the same with exaggeration 8, and both maps after stage 2;
 - Fashion-MNIST 10k (``benchmarks/quality.py``'s subset): openTSNE and UMAP of the pixels;
+- with ``--recipes DIR``, the seed-0 maps of ``benchmarks/recipes.py`` runs (``RECIPE_MAPS``):
+  Fashion-MNIST 10k and clip art with exaggeration 4 throughout (straight edges and a
+  hollow group of classes; a map folded onto a line) and with ``[1, 4, 1]``; the rows of
+  maps not in DIR are left out;
 - maps read back from the pixels of docs/figures (``digitised``): stages.png panels c and g,
   beton.png panels a and b (Fashion-MNIST 5,000 with straight edges, fans and hollow
   groups of classes). Overlapping markers merge into one blot, so a pile of points on an
@@ -99,20 +103,6 @@ def synthetic(kind: str, n: int = 5000, seed: int = 0):
 
 
 # -- maps of real data ------------------------------------------------------------------------
-def digits():
-    from quality import load_dataset
-
-    X, y, _ = load_dataset("digits")
-    return X, y
-
-
-def fmnist10k():
-    from quality import load_dataset
-
-    X, y, _ = load_dataset("fmnist10k")
-    return X, y
-
-
 def pixels(X) -> np.ndarray:
     return X.reshape(len(X), -1).astype(np.float32) / 255.0
 
@@ -178,18 +168,35 @@ MAPS = [
     ("beton a", "figure", "docs/figures/beton.png panel a, digitised", "wrong"),
     ("beton b", "figure", "docs/figures/beton.png panel b, digitised", "wrong"),
     ("stages c", "figure", "docs/figures/stages.png panel c, digitised", None),
+    ("fmnist10k simcne ex4", "recipes", "recipes.py base, stages [5, 60], exaggeration 4",
+     "wrong"),
+    ("fmnist10k simcne ex4 head2", "recipes", "the same, stage 2 training the whole head",
+     "wrong"),
+    ("fmnist10k simcne [1,4,1]", "recipes", "recipes.py ee-then-1, stages [5, 60]", "right"),
+    ("clipart simcne ex4", "recipes", "recipes.py base, stages [5, 100], exaggeration 4",
+     "wrong"),
+    ("clipart simcne [1,4,1]", "recipes", "recipes.py ee-then-1, stages [5, 100]", "right"),
 ]
+
+#: the maps of benchmarks/recipes.py runs (seed 0) read from --recipes: name -> file
+RECIPE_MAPS = {"fmnist10k simcne ex4": "fmnist10k-seed0-base-60.npy",
+               "fmnist10k simcne ex4 head2": "fmnist10k-seed0-base+head2-60.npy",
+               "fmnist10k simcne [1,4,1]": "fmnist10k-seed0-ee-then-1-60.npy",
+               "clipart simcne ex4": "clipart-seed0-base-100.npy",
+               "clipart simcne [1,4,1]": "clipart-seed0-ee-then-1-100.npy"}
 
 
 class Maps:
     """Makes (or reads from ``cache``) every map of MAPS."""
 
-    def __init__(self, cache: Path | None):
-        self.cache, self.data, self.runs = cache, {}, {}
+    def __init__(self, cache: Path | None, recipes: Path | None = None):
+        self.cache, self.recipes, self.data, self.runs = cache, recipes, {}, {}
 
     def dataset(self, name):
         if name not in self.data:
-            self.data[name] = digits() if name == "digits" else fmnist10k()
+            from quality import load_dataset
+
+            self.data[name] = load_dataset(name)[:2]
         return self.data[name]
 
     def _cached(self, keys: list, make) -> list:
@@ -211,6 +218,12 @@ class Maps:
             return (*synthetic(name), None)
         if dataset == "figure":
             return (*digitised(name), None)
+        if dataset == "recipes":
+            path = self.recipes / RECIPE_MAPS[name] if self.recipes else None
+            if path is None or not path.exists():
+                return None
+            X, y = self.dataset(name.split()[0])
+            return np.load(path), y, X
         X, y = self.dataset(dataset)
         key = f"{dataset}_{name.split()[1]}"
         if name.endswith("t-SNE"):
@@ -299,15 +312,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads for simcne")
     p.add_argument("--cache", type=Path, default=None,
                    help="folder that keeps the maps (read back when there)")
+    p.add_argument("--recipes", type=Path, default=None,
+                   help="benchmarks/recipes.py's folder, whose seed-0 maps join the table "
+                        "(RECIPE_MAPS; left out when missing)")
     p.add_argument("--figure", type=Path, default=None, help="draw every map into this PNG")
     p.add_argument("--write", action="store_true",
                    help="replace the calibration block of BENCHMARKS.md with the table")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    maps, rows, drawn = Maps(args.cache), [], []
+    maps, rows, drawn = Maps(args.cache, args.recipes), [], []
     t0 = time.perf_counter()
     for name, dataset, how, looks in MAPS:
-        Y, y, X = maps.get(name, dataset)
+        got = maps.get(name, dataset)
+        if got is None:
+            print(f"[map_shape] {name}: no map in --recipes, left out", file=sys.stderr)
+            continue
+        Y, y, X = got
         m = measures(Y, y, X)
         looks = looks or LOOKS[name]
         rows.append((name, how, looks, m))

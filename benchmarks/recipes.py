@@ -79,6 +79,21 @@ def stage1_model(name, X, base, seed, epochs, folder: Path) -> Path:
     return path
 
 
+def _stage2_trains_head() -> None:
+    """Make stage 2 train the projection head's hidden layer with the new layer: a map that
+    is not a linear image of fixed ReLU outputs (measured: no better, BENCHMARKS.md)."""
+    import simcne.estimator as estimator
+
+    stage = estimator.TSimCNE._stage
+
+    def _stage(self, number, first, model, store, stages, run, keeper, only=None):
+        if number == 2:
+            only = model.projection_head
+        return stage(self, number, first, model, store, stages, run, keeper, only=only)
+
+    estimator.TSimCNE._stage = _stage
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fmnist10k")
@@ -89,11 +104,16 @@ def main(argv=None):
     ap.add_argument("--stage3", type=int, default=60)
     ap.add_argument("--params", default="{}", help="JSON: more settings for every variant")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stage2-head", action="store_true",
+                    help="an experiment, not an option of simcne: stage 2 trains the whole "
+                         "projection head (its hidden layer too), not only the new layer")
     ap.add_argument("--out", default="/tmp/simcne-recipes/results.jsonl")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if a.stage2_head:
+        _stage2_trains_head()
     X, labels, base = load_dataset(a.dataset)
     base = {k: v for k, v in base.items() if k != "total_epochs"}
     extra = json.loads(a.params)
@@ -107,7 +127,9 @@ def main(argv=None):
             Y = TSimCNE(**params).fit_transform(X)
             secs = time.perf_counter() - t
             knn, spread = score(Y, labels)
-            row = dict(dataset=a.dataset, seed=seed, variant=v, knn=knn, spread=spread,
+            row = dict(dataset=a.dataset, seed=seed, variant=v + ("+head2" if a.stage2_head
+                                                                  else ""),
+                       knn=knn, spread=spread,
                        seconds=secs, stage1=a.stage1, stage2=a.stage2, stage3=a.stage3,
                        params={k: params[k] for k in params if k != "init"},
                        **shape_scores(Y, labels))
