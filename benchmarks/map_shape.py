@@ -173,7 +173,7 @@ MAPS = [
     ("fmnist10k simcne ex4 head2", "recipes", "the same, stage 2 training the whole head",
      "wrong"),
     ("fmnist10k simcne [1,4,1]", "recipes", "recipes.py ee-then-1, stages [5, 60]", "right"),
-    ("clipart simcne ex4", "recipes", "recipes.py base, stages [5, 100], exaggeration 4",
+    ("clipart simcne ex4", "recipes", "recipes.py ex4, stages [5, 100], exaggeration 4",
      "wrong"),
     ("clipart simcne [1,4,1]", "recipes", "recipes.py ee-then-1, stages [5, 100]", "right"),
 ]

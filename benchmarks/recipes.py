@@ -36,6 +36,7 @@ from quality import load_dataset, score  # noqa: E402
 #: stage-2/3 settings tried, on top of the dataset's base settings
 VARIANTS = {
     "base": {},
+    "ex4": dict(exaggeration=4.0),
     "rho1": dict(exaggeration=1.0),
     "neighbors": dict(neighbor_positives=15),
     "bank": dict(bank_negatives=1_000_000),
@@ -100,6 +101,9 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=["base", "all"])
     ap.add_argument("--stage1", type=int, default=30)
+    ap.add_argument("--stage1-seed", type=int, default=None,
+                    help="one stage 1, trained with this seed, for every seed's stages 2-3 "
+                         "(default: each seed trains its own)")
     ap.add_argument("--stage2", type=int, default=5)
     ap.add_argument("--stage3", type=int, default=60)
     ap.add_argument("--params", default="{}", help="JSON: more settings for every variant")
@@ -118,7 +122,8 @@ def main(argv=None):
     base = {k: v for k, v in base.items() if k != "total_epochs"}
     extra = json.loads(a.params)
     for seed in a.seeds:
-        src = stage1_model(a.dataset, X, base, seed, a.stage1, out.parent)
+        src = stage1_model(a.dataset, X, base, seed if a.stage1_seed is None else a.stage1_seed,
+                           a.stage1, out.parent)
         for v in a.variants:
             params = {**base, **VARIANTS[v], **extra, "init": str(src), "init_stage": 1,
                       "total_epochs": [0, a.stage2, a.stage3], "random_state": seed,
@@ -127,13 +132,13 @@ def main(argv=None):
             Y = TSimCNE(**params).fit_transform(X)
             secs = time.perf_counter() - t
             knn, spread = score(Y, labels)
-            row = dict(dataset=a.dataset, seed=seed, variant=v + ("+head2" if a.stage2_head
-                                                                  else ""),
-                       knn=knn, spread=spread,
+            name = v + ("+head2" if a.stage2_head else "")
+            row = dict(dataset=a.dataset, seed=seed, variant=name, knn=knn, spread=spread,
                        seconds=secs, stage1=a.stage1, stage2=a.stage2, stage3=a.stage3,
+                       stage1_seed=seed if a.stage1_seed is None else a.stage1_seed,
                        params={k: params[k] for k in params if k != "init"},
                        **shape_scores(Y, labels))
-            np.save(out.parent / f"{a.dataset}-seed{seed}-{v}-{a.stage3}{a.params != '{}' and '-x' or ''}.npy", Y)
+            np.save(out.parent / f"{a.dataset}-seed{seed}-{name}-{a.stage3}{a.params != '{}' and '-x' or ''}.npy", Y)
             with open(out, "a") as f:
                 f.write(json.dumps(row, default=str) + "\n")
             print(f"{a.dataset} seed {seed} {v:14s} knn {knn:.3f} ± {spread:.3f}  {secs:5.0f} s",
