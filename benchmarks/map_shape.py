@@ -182,7 +182,7 @@ MAPS = [
 RECIPE_MAPS = {"fmnist10k simcne ex4": "fmnist10k-seed0-base-60.npy",
                "fmnist10k simcne ex4 head2": "fmnist10k-seed0-base+head2-60.npy",
                "fmnist10k simcne [1,4,1]": "fmnist10k-seed0-ee-then-1-60.npy",
-               "clipart simcne ex4": "clipart-seed0-base-100.npy",
+               "clipart simcne ex4": "clipart-seed0-ex4-100.npy",
                "clipart simcne [1,4,1]": "clipart-seed0-ee-then-1-100.npy"}
 
 
