@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._io import atomic_path
 from .arrays import _layout
 from .common import check_image_size, cover_array
 from .store import ImageStore
@@ -664,47 +665,39 @@ def write_beton(X, path, *, y=None, mode="raw", jpeg_quality=90, max_resolution=
     data_start = -(-(meta_start + meta.nbytes) // page_size) * page_size
 
     path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "xb") as fp:
-            fp.seek(data_start)
-            page, used, page_no, alloc = np.zeros(page_size, np.uint8), 0, 0, []
-            step = max(1, (32 << 20) // max(1, store.nbytes // n))
-            for start in range(0, n, step):
-                batch = store.batch(np.arange(start, min(n, start + step)))
-                batch = batch.permute(0, 2, 3, 1).numpy()
-                for k, img in enumerate(batch):
-                    img = np.repeat(img, 3, 2) if img.shape[2] == 1 else img
-                    img = _resize_box(img, (h, w))
-                    blob = np.frombuffer(img.tobytes() if mode == "raw"
-                                         else _jpeg_bytes(img, int(jpeg_quality)), np.uint8)
-                    if blob.size > page_size:
-                        raise ValueError(f"Image {start + k} needs {blob.size} bytes, more than "
-                                         f"page_size={page_size}; pass a larger page_size.")
-                    if used + blob.size > page_size:
-                        fp.write(page.tobytes())
-                        page[:], used, page_no = 0, 0, page_no + 1
-                    ptr = data_start + page_no * page_size + used
-                    page[used: used + blob.size] = blob
-                    used += blob.size
-                    img_meta["data_ptr"][start + k] = ptr
-                    alloc.append((start + k, ptr, blob.size))
-            if used:
-                fp.write(page.tobytes())  # whole pages, as FFCV writes them
-            header = np.zeros(1, HEADER)
-            header[0] = (VERSION, len(fields), page_size, n, fp.tell())
-            fp.write(np.array(alloc, ALLOC).tobytes())
-            fp.seek(0)
-            fp.write(header.tobytes() + desc.tobytes())
-            fp.write(meta.tobytes())
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, wrap_errors=False) as tmp, open(tmp, "wb") as fp:
+        fp.seek(data_start)
+        page, used, page_no, alloc = np.zeros(page_size, np.uint8), 0, 0, []
+        step = max(1, (32 << 20) // max(1, store.nbytes // n))
+        for start in range(0, n, step):
+            batch = store.batch(np.arange(start, min(n, start + step)))
+            batch = batch.permute(0, 2, 3, 1).numpy()
+            for k, img in enumerate(batch):
+                img = np.repeat(img, 3, 2) if img.shape[2] == 1 else img
+                img = _resize_box(img, (h, w))
+                blob = np.frombuffer(img.tobytes() if mode == "raw"
+                                     else _jpeg_bytes(img, int(jpeg_quality)), np.uint8)
+                if blob.size > page_size:
+                    raise ValueError(f"Image {start + k} needs {blob.size} bytes, more than "
+                                     f"page_size={page_size}; pass a larger page_size.")
+                if used + blob.size > page_size:
+                    fp.write(page.tobytes())
+                    page[:], used, page_no = 0, 0, page_no + 1
+                ptr = data_start + page_no * page_size + used
+                page[used: used + blob.size] = blob
+                used += blob.size
+                img_meta["data_ptr"][start + k] = ptr
+                alloc.append((start + k, ptr, blob.size))
+        if used:
+            fp.write(page.tobytes())  # whole pages, as FFCV writes them
+        header = np.zeros(1, HEADER)
+        header[0] = (VERSION, len(fields), page_size, n, fp.tell())
+        fp.write(np.array(alloc, ALLOC).tobytes())
+        fp.seek(0)
+        fp.write(header.tobytes() + desc.tobytes())
+        fp.write(meta.tobytes())
+        fp.flush()
+        os.fsync(fp.fileno())
     return path
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path, temporaries_of
 from .store import ImageStore
 
 #: the layout of cache entries; a new one makes older entries unused
@@ -114,13 +115,11 @@ class Sink:
             self._file.close()
             old = np.memmap(self.path, np.uint8, "r", shape=(self.count,) + self.item) \
                 if self.count else np.zeros((0,) + self.item, np.uint8)
-            wide = self.path.with_name(self.path.name + ".wide")
-            with open(wide, "wb") as f:
+            with atomic_path(self.path, wrap_errors=False) as wide, open(wide, "wb") as f:
                 for a, b in _chunks(self.count, int(np.prod(item))):
                     f.write(memoryview(np.ascontiguousarray(
                         np.broadcast_to(old[a:b], (b - a,) + item))).cast("B"))
             del old
-            os.replace(wide, self.path)
             self._file = open(self.path, "ab")  # noqa: SIM115
         self.item = item
 
@@ -240,8 +239,6 @@ class Entry:
     def commit(self, store: ImageStore, src: str) -> None:
         """Write the entry's description (the images are in place); remove older entries of
         the same source."""
-        from .._io import atomic_path
-
         if store.labels is not None:
             with atomic_path(self.labels) as tmp, open(tmp, "wb") as f:
                 np.save(f, np.asarray(store.labels), allow_pickle=False)
@@ -370,17 +367,12 @@ def read_cached(p: Path, reader, options: dict, cache=None) -> ImageStore:
         store = entry.load()  # another process wrote it while this one waited
         if store is not None:
             return store
-        for left in folder.glob(f".{key}.*.tmp"):  # of a writer that was killed
+        for left in temporaries_of(entry.data):  # of a writer that was killed
             with contextlib.suppress(OSError):
                 left.unlink()
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        try:
+        with atomic_path(entry.data, wrap_errors=False) as tmp:
             store = _write(p, kind, reader, options, lazy, Sink(tmp), folder)
-            os.replace(tmp, entry.data)
-            entry.commit(store, src)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        entry.commit(store, src)
     store.meta["cache"] = {"file": os.fspath(entry.data), "hit": False}
     return store
 
