@@ -113,7 +113,7 @@ def _read_data(args, mixed_size=None, cache=None):
 
 
 def _say(args, *lines) -> None:
-    if not getattr(args, "quiet", False) and dist.launch_rank() == 0:
+    if not getattr(args, "quiet", False) and dist.is_main():
         for line in lines:
             print(f"{PREFIX} {line}", flush=True)
 
@@ -171,7 +171,7 @@ def _fit(args) -> int:
         raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
-    if dist.launch_rank() != 0:
+    if not dist.is_main():
         return 0  # under torchrun, rank 0 writes the outputs
     Y = est.embedding_
     labels = est.labels_
@@ -256,7 +256,7 @@ def _transform(args) -> int:
     store = _read_data(args, mixed_size=list(est.image_size_),
                        cache=False if args.no_cache else args.cache)
     Y = est.transform(store)
-    if dist.launch_rank() != 0:
+    if not dist.is_main():
         return 0  # under torchrun, rank 0 writes the outputs
     csv_path = None
     if out.suffix.lower() == ".csv":
@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if dist.launch_rank() == 0:  # under torchrun the processes warn alike: rank 0 speaks
+    if dist.is_main():  # under torchrun the processes warn alike: rank 0 speaks
         print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 
