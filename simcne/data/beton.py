@@ -618,7 +618,7 @@ def write_beton(X, path, *, y=None, mode="raw", jpeg_quality=90, max_resolution=
     >>> write_beton(X, "tiny.beton", y=np.arange(10) % 2)  # doctest: +SKIP
     'tiny.beton'
     """
-    from . import load
+    from .inputs import load
 
     if mode not in ("raw", "jpg"):
         raise ValueError(f"The 'mode' parameter must be 'raw' or 'jpg'. Got {mode!r} instead.")

@@ -160,7 +160,7 @@ def _output_linear(module: nn.Module, x: torch.Tensor) -> str | None:
     Found by a dry forward pass (eval mode, no gradients) with a hook on every Linear:
     the layer that produced the very tensor the module returns is its last operation.
     """
-    from . import _run, eval_mode
+    from .dryrun import eval_mode, run_explained
 
     if not any(isinstance(m, nn.Linear) for m in module.modules()):
         return None
@@ -170,7 +170,7 @@ def _output_linear(module: nn.Module, x: torch.Tensor) -> str | None:
              for name, m in module.named_modules() if isinstance(m, nn.Linear)]
     try:
         with eval_mode(module), torch.no_grad():
-            out = _run(module, x, f"The 'backbone' {type(module).__name__} cannot take images "
+            out = run_explained(module, x, f"The 'backbone' {type(module).__name__} cannot take images "
                                   f"of shape (C, H, W) = {tuple(x.shape[1:])}")
     finally:
         for h in hooks:
