@@ -759,3 +759,13 @@ def _check_cpp_compiler() -> None:
 def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:
     """A dry forward pass, so a model that cannot take the images fails before training."""
     check_model(model, in_channels, image_size, backbone if isinstance(backbone, str) else None)
+
+
+def default_training(**settings) -> Training:
+    """A :class:`simcne.train.Training` with ``TSimCNE()``'s optimiser and step settings,
+    ``settings`` (``batch_size``, ``augment``, ``device``, ``generator``, ...) given or over
+    them: for code that runs :func:`simcne.train.train_stage` itself (tests, benchmarks).
+    The values come from TSimCNE's signature, the one source of defaults."""
+    params = TSimCNE().get_params()
+    shared = ("optimizer", "momentum", "weight_decay", "grad_clip", "precision", "compile")
+    return Training(**{**{name: params[name] for name in shared}, **settings})

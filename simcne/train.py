@@ -70,19 +70,21 @@ class Training:
     where it fits. ``precision``: whether the backbone runs under bf16 autocast, decided
     once by the caller (True/False; the names of :func:`uses_bf16` are read too).
     ``augment`` with a ``two_views`` method (:meth:`simcne.augment.Augment.bind`) makes
-    both views of a batch in one call, from the uint8 batch.
+    both views of a batch in one call, from the uint8 batch. The optimiser's and the step's
+    settings have no defaults here: TSimCNE's signature is their one source (the estimator
+    passes its parameters; :func:`simcne.estimator.default_training` fills them from it).
     """
 
     batch_size: int
     augment: Callable
     device: torch.device
     generator: torch.Generator
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float | None = 4.0
-    precision: bool | str = "auto"
-    compile: bool = False
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    grad_clip: float | None
+    precision: bool | str
+    compile: bool
     callbacks: Sequence = ()
     verbose: int = 0
     history: list | None = None
