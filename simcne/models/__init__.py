@@ -232,6 +232,41 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
     return int(z.shape[1])
 
 
+def _given_model(model, in_channels: int, normalize, say) -> nn.Module:
+    """A whole ``model`` given by the user, with the input preparation it needs in front
+    (gray to RGB, ``normalize``): wrapped, or a copy of a simcne model with its own."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
+            f"{type(model).__name__} instead."
+        )
+    inner = model.model if isinstance(model, WrappedModel) else (
+        model.backbone if isinstance(model, SimCNEModel) else model)
+    prep = make_input(inner, in_channels, normalize, say)
+    if prep is not None:
+        prep = prep.to(device=dummy_images(inner, 1, (1, 1)).device)
+    if not isinstance(model, (SimCNEModel, WrappedModel)):
+        return WrappedModel(model, prep)
+    if prep is not None:
+        model = copy.deepcopy(model)
+        model.prep = prep
+    return model
+
+
+def _check_parts(backbone, projection_head) -> None:
+    """A ValueError naming 'backbone' or 'projection_head' when it is of no allowed kind."""
+    if not isinstance(backbone, (str, nn.Module)):
+        raise ValueError(
+            f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
+            f"nn.Module. Got {type(backbone).__name__} instead."
+        )
+    if not isinstance(projection_head, nn.Module) and projection_head not in HEADS:
+        raise ValueError(
+            f"The 'projection_head' parameter of TSimCNE must be one of {list(HEADS)} or an "
+            f"nn.Module. Got {projection_head!r} instead."
+        )
+
+
 def make_model(
     backbone="resnet18",
     projection_head="mlp",
@@ -285,32 +320,8 @@ def make_model(
     576
     """
     if model is not None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(
-                f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
-                f"{type(model).__name__} instead."
-            )
-        inner = model.model if isinstance(model, WrappedModel) else (
-            model.backbone if isinstance(model, SimCNEModel) else model)
-        prep = make_input(inner, in_channels, normalize, say)
-        if prep is not None:
-            prep = prep.to(device=dummy_images(inner, 1, (1, 1)).device)
-        if not isinstance(model, (SimCNEModel, WrappedModel)):
-            return WrappedModel(model, prep)
-        if prep is not None:
-            model = copy.deepcopy(model)
-            model.prep = prep
-        return model
-    if not isinstance(backbone, (str, nn.Module)):
-        raise ValueError(
-            f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
-            f"nn.Module. Got {type(backbone).__name__} instead."
-        )
-    if not isinstance(projection_head, nn.Module) and projection_head not in HEADS:
-        raise ValueError(
-            f"The 'projection_head' parameter of TSimCNE must be one of {list(HEADS)} or an "
-            f"nn.Module. Got {projection_head!r} instead."
-        )
+        return _given_model(model, in_channels, normalize, say)
+    _check_parts(backbone, projection_head)
     bb = backbone if isinstance(backbone, nn.Module) else make_backbone(backbone, in_channels)
     prep = make_input(bb, in_channels, normalize, say)
     x = dummy_images(bb, in_channels, image_size)
