@@ -128,10 +128,7 @@ def _check_device(params: dict) -> None:
 
 
 def _fit(args) -> int:
-    import numpy as np
-
     from . import TSimCNE, TrainingDiverged
-    from .metrics import knn_summary
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -139,18 +136,7 @@ def _fit(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
-    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
-    if args.no_checkpoint:
-        if params.get("checkpoint") is not None:
-            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
-                            "give one of them")
-        params["checkpoint"] = None
-    elif "checkpoint" not in params:
-        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
-    if args.no_cache:
-        if params.get("cache") is not None:
-            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
-        params["cache"] = False
+    params = _fit_params(args, out)
     _check_device(params)
     clock = StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -185,15 +171,7 @@ def _fit(args) -> int:
     write_csv(done("embedding.csv"), Y, labels, store.class_names if labels is not None else None,
               store.paths)
     est.save(done("model.pt"))
-    acc, acc_note, acc_how = None, None, {}
-    if labels is not None:
-        if len(np.unique(labels)) < 2:
-            acc_note = "only one class"
-        else:
-            try:
-                acc, acc_how = knn_summary(Y, labels, k=15)
-            except ValueError as e:
-                acc_note = f"not computed: {e}"
+    acc, acc_note, acc_how = _knn(Y, labels)
     figures, fig_note = [], None
     if not args.no_plots and Y.shape[1] >= 2:
         try:
@@ -223,6 +201,43 @@ def _fit(args) -> int:
     if acc is not None:
         _say(args, f"kNN accuracy of the embedding (k=15, stratified 20 % test split): {acc:.3f}")
     return 0
+
+
+def _fit_params(args, out: Path) -> dict:
+    """TSimCNE's parameters from the preset and the flags, with the run's checkpoint in
+    ``out`` (unless --no-checkpoint) and --no-cache."""
+    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
+    if args.no_checkpoint:
+        if params.get("checkpoint") is not None:
+            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
+                            "give one of them")
+        params["checkpoint"] = None
+    elif "checkpoint" not in params:
+        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
+    if args.no_cache:
+        if params.get("cache") is not None:
+            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
+        params["cache"] = False
+    return params
+
+
+def _knn(Y, labels) -> tuple:
+    """The report's kNN accuracy: ``(accuracy or None, why not or None, how it was
+    computed)``."""
+    import numpy as np
+
+    from .metrics import knn_summary
+
+    acc, acc_note, acc_how = None, None, {}
+    if labels is not None:
+        if len(np.unique(labels)) < 2:
+            acc_note = "only one class"
+        else:
+            try:
+                acc, acc_how = knn_summary(Y, labels, k=15)
+            except ValueError as e:
+                acc_note = f"not computed: {e}"
+    return acc, acc_note, acc_how
 
 
 def _save_diverged(est, store, out: Path) -> str:
