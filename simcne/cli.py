@@ -407,7 +407,16 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simcne", description="t-SimCNE: 2-D maps of image datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_fit_command(sub)
+    _add_transform_command(sub)
+    _add_plot_command(sub)
+    _add_write_beton_command(sub)
+    _add_demo_command(sub)
+    return parser
 
+
+def _add_fit_command(sub) -> None:
+    """``simcne fit``: train, write the map, the model, the report and the figures."""
     fit = sub.add_parser(
         "fit", help="train t-SimCNE on a dataset and write the map, model, report, figures",
         description="Train t-SimCNE on DATA and write the embedding, the model, a report and "
@@ -435,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)
 
+
+def _add_transform_command(sub) -> None:
+    """``simcne transform``: embed images with a saved model."""
     tr = sub.add_parser("transform", help="embed images with a saved model",
                         description="Embed DATA with a model written by 'simcne fit' "
                         "(model.pt) or TSimCNE.save, without augmentation.")
@@ -455,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_flags(tr)
     tr.set_defaults(func=_transform)
 
+
+def _add_plot_command(sub) -> None:
+    """``simcne plot``: a figure from an embedding or a fit's folder."""
     pl = sub.add_parser("plot", help="draw a figure from an embedding or a 'simcne fit' folder",
                         description="Draw a figure of an embedding: SOURCE is an embedding "
                         ".npy, a model file, or a folder written by 'simcne fit' (labels, "
@@ -483,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)
 
+
+def _add_write_beton_command(sub) -> None:
+    """``simcne write-beton``: a dataset into an FFCV .beton file."""
     wb = sub.add_parser("write-beton", help="write a dataset to an FFCV .beton file",
                         description="Write a dataset (anything 'simcne fit' reads) to an FFCV "
                         ".beton file, readable by FFCV and by simcne.")
@@ -497,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="page size in bytes, a power of two (default: 2 MiB or more)")
     wb.set_defaults(func=_write_beton)
 
+
+def _add_demo_command(sub) -> None:
+    """``simcne demo``: simcne fit digits --preset demo."""
     demo = sub.add_parser("demo", help="train on scikit-learn's digits and plot the map",
                           description="Train t-SimCNE on scikit-learn's 1,797 digits and write "
                           "what 'simcne fit' writes (embedding, model, report, figures, "
@@ -507,7 +528,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"epochs per stage (default: {DEMO['total_epochs']})")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(func=_demo)
-    return parser
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
