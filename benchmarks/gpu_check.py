@@ -306,7 +306,8 @@ def time_train_stage(images: np.ndarray, cfg: dict, device, cudnn_benchmark=None
     from simcne.data import load
     from simcne.losses import info_nce
     from simcne.models import make_model
-    from simcne.train import Stage, Training, train_stage
+    from simcne.estimator import default_training
+    from simcne.train import Stage, train_stage
 
     old, autotune = torch.backends.cudnn.benchmark, getattr(train, "cudnn_autotune", None)
     if cudnn_benchmark is not None:
@@ -330,12 +331,12 @@ def time_train_stage(images: np.ndarray, cfg: dict, device, cudnn_benchmark=None
             torch.cuda.reset_peak_memory_stats(device)
         clock.start()
         train_stage(model, store, Stage(1, 1 + cfg["epochs"], cfg["lr"], 0, info_nce),
-                    Training(batch_size=cfg["batch_size"], device=device,
-                             augment=aug.bind(gen),
-                             generator=torch.Generator().manual_seed(2),
-                             momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
-                             grad_clip=cfg["grad_clip"], precision=cfg["precision"],
-                             callbacks=[clock]))
+                    default_training(batch_size=cfg["batch_size"], device=device,
+                                     augment=aug.bind(gen),
+                                     generator=torch.Generator().manual_seed(2),
+                                     momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                                     grad_clip=cfg["grad_clip"], precision=cfg["precision"],
+                                     callbacks=[clock]))
         return clock, (len(store) // cfg["batch_size"]) * cfg["batch_size"], str(store.device)
     finally:
         torch.backends.cudnn.benchmark = old

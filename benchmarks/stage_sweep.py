@@ -37,7 +37,8 @@ from simcne.augment import Augment  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import BACKBONES, make_model, replace_last_linear, set_trainable  # noqa: E402
 from simcne.models.resnet import BasicBlock, ResNet  # noqa: E402
-from simcne.train import Stage, Training, embed, train_stage  # noqa: E402
+from simcne.estimator import default_training  # noqa: E402
+from simcne.train import Stage, embed, train_stage  # noqa: E402
 
 
 def parse(argv=None):
@@ -126,9 +127,10 @@ def main(argv=None) -> int:
 
         stage.loss_fn = lambda z: info_nce(z, "euclidean", exaggeration=rho)
         train_stage(model, store, stage,
-                    Training(batch_size=a.bs[i], augment=lambda x: aug(x, generator=gen),
-                             device=dev, generator=shuffle, optimizer=a.opt[i],
-                             weight_decay=a.wd[i], callbacks=[callback]))
+                    default_training(batch_size=a.bs[i],
+                                     augment=lambda x: aug(x, generator=gen),
+                                     device=dev, generator=shuffle, optimizer=a.opt[i],
+                                     weight_decay=a.wd[i], callbacks=[callback]))
 
     def record():
         with open(a.results, "a") as f:

@@ -28,7 +28,8 @@ from simcne.augment import Augment
 from simcne.data import load
 from simcne.losses import info_nce
 from simcne.models import make_model
-from simcne.train import Stage, Training, step_memory, train_stage
+from simcne.estimator import default_training
+from simcne.train import Stage, step_memory, train_stage
 
 GB = 1e9
 
@@ -58,9 +59,9 @@ def main(argv=None):
     aug, gen = Augment(size=32), torch.Generator().manual_seed(1)
     t = time.perf_counter()
     train_stage(model, store, Stage(1, 1, 0.06, 0, info_nce),
-                Training(batch_size=a.batch, augment=lambda x: aug(x, generator=gen),
-                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
-                         step_bytes=need))
+                default_training(batch_size=a.batch, augment=lambda x: aug(x, generator=gen),
+                                 device=torch.device("cpu"),
+                                 generator=torch.Generator().manual_seed(2), step_bytes=need))
     seconds = (time.perf_counter() - t) / a.steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     env = {k: v for k, v in os.environ.items()

@@ -73,7 +73,8 @@ from simcne.devices import resolve_device  # noqa: E402
 from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
-from simcne.train import (Stage, Training, autocast_for, train_stage,  # noqa: E402
+from simcne.estimator import default_training  # noqa: E402
+from simcne.train import (Stage, autocast_for, train_stage,  # noqa: E402
                           train_step, two_views)
 
 GFLOP_PER_VIEW = 3.33  # ResNet18, SimCLR stem, 32x32, forward + backward
@@ -165,8 +166,9 @@ class SimCNE:
 
     def _stage(self, store):
         train_stage(self.forward, store, Stage(1, 1, self.lr, 0, info_nce),
-                    Training(batch_size=self.batch, augment=self.augment, device=self.device,
-                             generator=self.shuffle, precision=self.precision))
+                    default_training(batch_size=self.batch, augment=self.augment,
+                                     device=self.device, generator=self.shuffle,
+                                     precision=self.precision))
 
     def run(self, steps=None):
         """Time one epoch of the store, after one untimed step.

@@ -28,19 +28,24 @@ def _write_error(path: Path, err: BaseException) -> WriteError:
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, *, suffix: str = ".tmp", wrap_errors: bool = True):
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was, so an
     interrupted run never leaves a half-written file under the final name. An ``OSError``
-    while writing becomes a :class:`WriteError` naming ``path``.
+    while writing becomes a :class:`WriteError` naming ``path``; ``wrap_errors=False`` lets
+    it pass as it is, for a body that does more than write (reads a source, downloads: its
+    own errors keep their type and message). The temporary file is
+    ``.<name>.<random><suffix>`` (:func:`temporaries_of` finds those a killed writer left).
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
     except OSError as e:
+        if not wrap_errors:
+            raise
         raise _write_error(path, e) from None
     try:
         yield Path(tmp)
@@ -50,18 +55,18 @@ def atomic_path(path):
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, WriteError):
+        if wrap_errors and isinstance(e, OSError) and not isinstance(e, WriteError):
             raise _write_error(path, e) from None
         raise
 
 
-def temporaries_of(path) -> list[Path]:
+def temporaries_of(path, suffix: str = ".tmp") -> list[Path]:
     """Temporary files that :func:`atomic_path` left beside ``path`` (a process killed while
     writing leaves one)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    return sorted(path.parent.glob(f".{path.name}.*{suffix}"))
 
 
 def _umask() -> int:

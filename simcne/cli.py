@@ -113,7 +113,7 @@ def _read_data(args, mixed_size=None, cache=None):
 
 
 def _say(args, *lines) -> None:
-    if not getattr(args, "quiet", False) and dist.launch_rank() == 0:
+    if not getattr(args, "quiet", False) and dist.is_main():
         for line in lines:
             print(f"{PREFIX} {line}", flush=True)
 
@@ -128,10 +128,7 @@ def _check_device(params: dict) -> None:
 
 
 def _fit(args) -> int:
-    import numpy as np
-
     from . import TSimCNE, TrainingDiverged
-    from .metrics import knn_summary
     from ._io import save_npy
 
     t_start = time.perf_counter()
@@ -139,18 +136,7 @@ def _fit(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {args.out!r} is a file: expected a folder (made if missing)")
-    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
-    if args.no_checkpoint:
-        if params.get("checkpoint") is not None:
-            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
-                            "give one of them")
-        params["checkpoint"] = None
-    elif "checkpoint" not in params:
-        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
-    if args.no_cache:
-        if params.get("cache") is not None:
-            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
-        params["cache"] = False
+    params = _fit_params(args, out)
     _check_device(params)
     clock = StageClock()
     est = TSimCNE(**params, callbacks=clock)
@@ -171,7 +157,7 @@ def _fit(args) -> int:
         raise
     t_fit = time.perf_counter() - t_fit0
     est.set_params(callbacks=None)  # the clock is no parameter of the model
-    if dist.launch_rank() != 0:
+    if not dist.is_main():
         return 0  # under torchrun, rank 0 writes the outputs
     Y = est.embedding_
     labels = est.labels_
@@ -185,15 +171,7 @@ def _fit(args) -> int:
     write_csv(done("embedding.csv"), Y, labels, store.class_names if labels is not None else None,
               store.paths)
     est.save(done("model.pt"))
-    acc, acc_note, acc_how = None, None, {}
-    if labels is not None:
-        if len(np.unique(labels)) < 2:
-            acc_note = "only one class"
-        else:
-            try:
-                acc, acc_how = knn_summary(Y, labels, k=15)
-            except ValueError as e:
-                acc_note = f"not computed: {e}"
+    acc, acc_note, acc_how = _knn(Y, labels)
     figures, fig_note = [], None
     if not args.no_plots and Y.shape[1] >= 2:
         try:
@@ -223,6 +201,43 @@ def _fit(args) -> int:
     if acc is not None:
         _say(args, f"kNN accuracy of the embedding (k=15, stratified 20 % test split): {acc:.3f}")
     return 0
+
+
+def _fit_params(args, out: Path) -> dict:
+    """TSimCNE's parameters from the preset and the flags, with the run's checkpoint in
+    ``out`` (unless --no-checkpoint) and --no-cache."""
+    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
+    if args.no_checkpoint:
+        if params.get("checkpoint") is not None:
+            raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "
+                            "give one of them")
+        params["checkpoint"] = None
+    elif "checkpoint" not in params:
+        params["checkpoint"] = os.fspath(out / CHECKPOINT_NAME)  # survives a crash
+    if args.no_cache:
+        if params.get("cache") is not None:
+            raise UserError("--no-cache and --cache DIR contradict each other: give one of them")
+        params["cache"] = False
+    return params
+
+
+def _knn(Y, labels) -> tuple:
+    """The report's kNN accuracy: ``(accuracy or None, why not or None, how it was
+    computed)``."""
+    import numpy as np
+
+    from .metrics import knn_summary
+
+    acc, acc_note, acc_how = None, None, {}
+    if labels is not None:
+        if len(np.unique(labels)) < 2:
+            acc_note = "only one class"
+        else:
+            try:
+                acc, acc_how = knn_summary(Y, labels, k=15)
+            except ValueError as e:
+                acc_note = f"not computed: {e}"
+    return acc, acc_note, acc_how
 
 
 def _save_diverged(est, store, out: Path) -> str:
@@ -256,7 +271,7 @@ def _transform(args) -> int:
     store = _read_data(args, mixed_size=list(est.image_size_),
                        cache=False if args.no_cache else args.cache)
     Y = est.transform(store)
-    if dist.launch_rank() != 0:
+    if not dist.is_main():
         return 0  # under torchrun, rank 0 writes the outputs
     csv_path = None
     if out.suffix.lower() == ".csv":
@@ -392,7 +407,16 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simcne", description="t-SimCNE: 2-D maps of image datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_fit_command(sub)
+    _add_transform_command(sub)
+    _add_plot_command(sub)
+    _add_write_beton_command(sub)
+    _add_demo_command(sub)
+    return parser
 
+
+def _add_fit_command(sub) -> None:
+    """``simcne fit``: train, write the map, the model, the report and the figures."""
     fit = sub.add_parser(
         "fit", help="train t-SimCNE on a dataset and write the map, model, report, figures",
         description="Train t-SimCNE on DATA and write the embedding, the model, a report and "
@@ -420,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_flags(fit)
     fit.set_defaults(func=_fit)
 
+
+def _add_transform_command(sub) -> None:
+    """``simcne transform``: embed images with a saved model."""
     tr = sub.add_parser("transform", help="embed images with a saved model",
                         description="Embed DATA with a model written by 'simcne fit' "
                         "(model.pt) or TSimCNE.save, without augmentation.")
@@ -440,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_flags(tr)
     tr.set_defaults(func=_transform)
 
+
+def _add_plot_command(sub) -> None:
+    """``simcne plot``: a figure from an embedding or a fit's folder."""
     pl = sub.add_parser("plot", help="draw a figure from an embedding or a 'simcne fit' folder",
                         description="Draw a figure of an embedding: SOURCE is an embedding "
                         ".npy, a model file, or a folder written by 'simcne fit' (labels, "
@@ -468,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)
 
+
+def _add_write_beton_command(sub) -> None:
+    """``simcne write-beton``: a dataset into an FFCV .beton file."""
     wb = sub.add_parser("write-beton", help="write a dataset to an FFCV .beton file",
                         description="Write a dataset (anything 'simcne fit' reads) to an FFCV "
                         ".beton file, readable by FFCV and by simcne.")
@@ -482,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="page size in bytes, a power of two (default: 2 MiB or more)")
     wb.set_defaults(func=_write_beton)
 
+
+def _add_demo_command(sub) -> None:
+    """``simcne demo``: simcne fit digits --preset demo."""
     demo = sub.add_parser("demo", help="train on scikit-learn's digits and plot the map",
                           description="Train t-SimCNE on scikit-learn's 1,797 digits and write "
                           "what 'simcne fit' writes (embedding, model, report, figures, "
@@ -492,11 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"epochs per stage (default: {DEMO['total_epochs']})")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(func=_demo)
-    return parser
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if dist.launch_rank() == 0:  # under torchrun the processes warn alike: rank 0 speaks
+    if dist.is_main():  # under torchrun the processes warn alike: rank 0 speaks
         print(f"simcne: warning: {message}", file=sys.stderr if file is None else file)
 
 

@@ -58,7 +58,14 @@ def launch_rank() -> int:
 
 
 def is_main() -> bool:
-    """True in the process that prints and writes files: rank 0 (:func:`launch_rank`)."""
+    """True in the process that prints, writes files and plots: rank 0.
+
+    The one test of "is this the process that speaks and writes" in simcne. It is right
+    before the process group is joined too, as the command asks it before and after
+    ``fit``: it reads :func:`launch_rank`, torchrun's ``RANK`` until :func:`init_from_env`
+    has run; outside torchrun it is True. :func:`rank` is for a rank used as a number (a
+    slice of the batch, a generator's seed, whose saved random state a process restores).
+    """
     return launch_rank() == 0
 
 
@@ -210,7 +217,7 @@ def on_main(fn, *args, **kwargs):
     if not is_distributed():
         return fn(*args, **kwargs)
     box = [None]
-    if rank() == 0:
+    if is_main():
         try:
             box[0] = ("ok", fn(*args, **kwargs))
         except Exception as e:  # handed to every process, raised there

@@ -19,7 +19,7 @@ from . import dist
 from .augment import Augment, check_settings, resize
 from .devices import GPU_SHARE, gpu_free_memory, resolve_device, same_device, store_fits
 from .checkpoint import Keeper, training_params
-from .losses import info_nce
+from .losses import LOSSES
 from .models import (check_model, load_backbone_weights, make_model, replace_last_linear,
                      set_trainable)
 from .params import error, is_int, is_real, numpydoc, validate
@@ -482,11 +482,11 @@ class TSimCNE:
         """The stages that run, with their lengths, rates, warm-ups and losses (each its
         exaggeration; under torchrun this process's rows against every process's)."""
         gather = {"gather": True} if dist.is_distributed() else {}
-        metric, temperature = self._metric, self.temperature
+        metric, temperature, loss_fn = self._metric, self.temperature, LOSSES[self.loss]
 
         def loss(rho: float):
-            return lambda z, **more: info_nce(z, metric, temperature, exaggeration=rho,
-                                              **gather, **more)
+            return lambda z, **more: loss_fn(z, metric, temperature, exaggeration=rho,
+                                             **gather, **more)
 
         return [Stage(i + 1, epochs, lr, warmup, loss(rho))
                 for i, (epochs, lr, warmup, rho) in enumerate(
@@ -759,3 +759,13 @@ def _check_cpp_compiler() -> None:
 def _check_forward(model: nn.Module, in_channels: int, image_size, backbone) -> None:
     """A dry forward pass, so a model that cannot take the images fails before training."""
     check_model(model, in_channels, image_size, backbone if isinstance(backbone, str) else None)
+
+
+def default_training(**settings) -> Training:
+    """A :class:`simcne.train.Training` with ``TSimCNE()``'s optimiser and step settings,
+    ``settings`` (``batch_size``, ``augment``, ``device``, ``generator``, ...) given or over
+    them: for code that runs :func:`simcne.train.train_stage` itself (tests, benchmarks).
+    The values come from TSimCNE's signature, the one source of defaults."""
+    params = TSimCNE().get_params()
+    shared = ("optimizer", "momentum", "weight_decay", "grad_clip", "precision", "compile")
+    return Training(**{**{name: params[name] for name in shared}, **settings})

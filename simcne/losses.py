@@ -92,6 +92,12 @@ def info_nce(z: torch.Tensor, metric: str = "euclidean", temperature: float = 0.
     return _exaggerated(F.cross_entropy(logits, positive), logits, positive, exaggeration)
 
 
+#: the contrastive losses by name (the ``loss`` parameter of TSimCNE; the parameter table
+#: takes its choices from here). Each is called as :func:`info_nce` is:
+#: ``fn(z, metric, temperature, *, exaggeration, gather=..., extra=..., extra_mask=...)``.
+LOSSES = {"infonce": info_nce}
+
+
 def _with_extra(logits, z, extra, extra_mask, metric, temperature):
     """``logits`` with the columns of the extra negatives appended (after the batch's, so
     that the positives' column indices stay as they are)."""

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .losses import METRICS
+from .losses import LOSSES, METRICS
 from .models import BACKBONES, HEADS
 
 
@@ -51,7 +51,8 @@ def is_real(x) -> bool:
 
 @dataclass
 class Options(Constraint):
-    """One of a few values (strings, None)."""
+    """One of a few values (strings, None); ``values`` may be a registry (a dict by name),
+    read when a value is checked."""
 
     values: tuple
     text: str = ""
@@ -270,9 +271,9 @@ PARAMS: dict[str, Param] = {
                  doc=("A whole network mapping images to z (or to ``(z, h)``). When given, "
                       "``backbone`` and ``projection_head`` are ignored. Its last ``nn.Linear`` "
                       "is replaced in stage 2.")),
-    "loss": Param(Options(("infonce",)), "the contrastive loss ('infonce')",
+    "loss": Param(Options(LOSSES), f"the contrastive loss ({', '.join(map(repr, LOSSES))})",
                   dict(type=str, metavar="NAME"),
-                 kind="{\"infonce\"}",
+                 kind="{" + ", ".join(f'"{name}"' for name in LOSSES) + "}",
                  doc="The contrastive loss."),
     "metric": Param(none_or(Options(METRICS)),
                     "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "

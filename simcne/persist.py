@@ -81,7 +81,7 @@ def _array_in(a):
 
 def model_state(est) -> dict:
     """The dict that :meth:`TSimCNE.save` writes for the fitted estimator ``est``."""
-    from . import __version__
+    from ._version import __version__
 
     if not hasattr(est, "embedding_") or not hasattr(est, "model_"):
         raise RuntimeError("This TSimCNE instance is not fitted yet. Call 'fit' before 'save'.")

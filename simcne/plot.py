@@ -220,6 +220,36 @@ def _images_at(images, index):
     return x[:, 0] if x.shape[1] == 1 else np.transpose(x[:, :3], (0, 2, 3, 1))
 
 
+def _check_thumbnails(Y, images, n, zoom) -> np.ndarray:
+    """``Y`` as floats, once it and plot_thumbnails' other arguments are checked."""
+    Y = np.asarray(Y, dtype=float)
+    if Y.ndim != 2 or Y.shape[1] < 2:
+        raise ValueError(f"Y must be an (n, 2) embedding. Got shape {Y.shape}.")
+    n_images = len(images)
+    if n_images != len(Y):
+        raise ValueError(f"images must hold one image per row of Y ({len(Y)}). "
+                         f"Got {n_images}.")
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ValueError(f"n must be an int >= 1. Got {n!r}.")
+    if not zoom > 0:
+        raise ValueError(f"zoom must be > 0. Got {zoom!r}.")
+    return Y
+
+
+def _spread_out(Y2: np.ndarray, n: int, width: float, random_state) -> np.ndarray:
+    """Up to ``n`` points, tried in a random order, each kept where its ``width`` square
+    overlaps none kept before: the thumbnails spread over the whole map."""
+    order = np.random.default_rng(random_state).permutation(len(Y2))
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) >= n:
+            break
+        if chosen and (np.abs(Y2[chosen] - Y2[i]).max(axis=1) < width).any():
+            continue
+        chosen.append(int(i))
+    return np.array(chosen, dtype=np.int64)
+
+
 def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names=None,
                     random_state=0, s=None, frame=True):
     """Draw a sample of the images at their positions in the embedding (a gallery).
@@ -257,17 +287,7 @@ def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names
     plt = _plt()
     from matplotlib.patches import Rectangle
 
-    Y = np.asarray(Y, dtype=float)
-    if Y.ndim != 2 or Y.shape[1] < 2:
-        raise ValueError(f"Y must be an (n, 2) embedding. Got shape {Y.shape}.")
-    n_images = len(images)
-    if n_images != len(Y):
-        raise ValueError(f"images must hold one image per row of Y ({len(Y)}). "
-                         f"Got {n_images}.")
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise ValueError(f"n must be an int >= 1. Got {n!r}.")
-    if not zoom > 0:
-        raise ValueError(f"zoom must be > 0. Got {zoom!r}.")
+    Y = _check_thumbnails(Y, images, n, zoom)
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 8))
     Y2 = Y[:, :2]
@@ -276,15 +296,7 @@ def plot_thumbnails(Y, images, ax=None, n=64, zoom=1.0, labels=None, class_names
         coll.set_alpha(0.35)
     span = float(np.ptp(Y2, axis=0).max()) or 1.0
     width = zoom * span / (1.5 * np.sqrt(n))
-    order = np.random.default_rng(random_state).permutation(len(Y2))
-    chosen: list[int] = []
-    for i in order:
-        if len(chosen) >= n:
-            break
-        if chosen and (np.abs(Y2[chosen] - Y2[i]).max(axis=1) < width).any():
-            continue
-        chosen.append(int(i))
-    chosen_arr = np.array(chosen, dtype=np.int64)
+    chosen_arr = _spread_out(Y2, n, width, random_state)
     thumbs = _images_at(images, chosen_arr)
     cmap = None
     if labels is not None:

@@ -70,19 +70,21 @@ class Training:
     where it fits. ``precision``: whether the backbone runs under bf16 autocast, decided
     once by the caller (True/False; the names of :func:`uses_bf16` are read too).
     ``augment`` with a ``two_views`` method (:meth:`simcne.augment.Augment.bind`) makes
-    both views of a batch in one call, from the uint8 batch.
+    both views of a batch in one call, from the uint8 batch. The optimiser's and the step's
+    settings have no defaults here: TSimCNE's signature is their one source (the estimator
+    passes its parameters; :func:`simcne.estimator.default_training` fills them from it).
     """
 
     batch_size: int
     augment: Callable
     device: torch.device
     generator: torch.Generator
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float | None = 4.0
-    precision: bool | str = "auto"
-    compile: bool = False
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    grad_clip: float | None
+    precision: bool | str
+    compile: bool
     callbacks: Sequence = ()
     verbose: int = 0
     history: list | None = None
@@ -321,10 +323,9 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
         return False
     n = len(store)
     steps = n // batch_size
-    w, r = dist.world_size(), dist.rank()
+    w = dist.world_size()
     if batch_size % w:
         raise ValueError(f"batch_size={batch_size} is not a multiple of the {w} processes")
-    share = batch_size // w
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(run.optimizer, params, stage.lr, run.momentum, run.weight_decay)
     if optimizer_state is not None:
@@ -333,23 +334,10 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
     autocast = autocast_for(device, bf16)
     view_dtype = torch.bfloat16 if bf16 else None
     model.train()
-    bar = None
-    if verbose:
-        n_train = sum(p.numel() for p in params)
-        split = f" ({w} processes x {share})" if w > 1 else ""
-        print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
-              f"{batch_size} images{split}, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
-              f"{n_train:,} trainable parameters", file=sys.stderr)
-        bar = _progress(stage, start_epoch)
+    bar = _announce(stage, run, steps, params, start_epoch) if verbose else None
     t0 = time.perf_counter()
     loss_value = float("nan")
-    # CPU: freed activations stay mapped for the next step, where memory allows (simcne._heap)
-    reuse = device.type == "cpu"
-    if reuse and run.step_bytes is not None:
-        reuse, why = reuse_fits(run.step_bytes)
-        if verbose and not reuse:
-            print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
-    with reuse_freed_memory(reuse), cudnn_autotune(device), \
+    with reuse_freed_memory(_reuse_memory(stage, run)), cudnn_autotune(device), \
             dist.global_batchnorm(model, device):
         net = dist.data_parallel(model, device)  # the model itself in one process
         forward = torch.compile(net) if run.compile else net
@@ -370,16 +358,7 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                 loss_value, finite = _loss_and_finite(total, steps, params)
                 if not math.isfinite(loss_value) or not finite:
                     _diverged(stage, epoch, steps, loss_value)
-                if run.history is not None:
-                    run.history.append((stage.number, epoch + 1, loss_value))
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_value:.4f}")
-                    bar.update()
-                if run.on_epoch_end is not None:
-                    run.on_epoch_end(stage.number, epoch + 1, opt)
-                stop = any(cb(stage.number, epoch + 1, loss_value, model)
-                           for cb in run.callbacks)
-                if dist.any_process(stop):
+                if _epoch_done(stage, epoch + 1, loss_value, run, bar, opt, model):
                     return True
         finally:
             if bar is not None:
@@ -388,6 +367,44 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                 print(f"{PREFIX} stage {stage.number} done in {time.perf_counter() - t0:.1f} s, "
                       f"last epoch's loss {loss_value:.4f}", file=sys.stderr)
     return False
+
+
+def _announce(stage: Stage, run: Training, steps: int, params, start_epoch: int):
+    """The stage's one line (epochs, steps, processes, rate, trainable parameters) and its
+    progress bar."""
+    w = dist.world_size()
+    n_train = sum(p.numel() for p in params)
+    split = f" ({w} processes x {run.batch_size // w})" if w > 1 else ""
+    print(f"{PREFIX} stage {stage.number}: {stage.epochs} epochs, {steps} steps of "
+          f"{run.batch_size} images{split}, lr {stage.lr:g}, warm-up {stage.warmup} epochs, "
+          f"{n_train:,} trainable parameters", file=sys.stderr)
+    return _progress(stage, start_epoch)
+
+
+def _reuse_memory(stage: Stage, run: Training) -> bool:
+    """CPU: whether freed activations stay mapped for the next step, where memory allows
+    (simcne._heap); verbose says why not."""
+    reuse = run.device.type == "cpu"
+    if reuse and run.step_bytes is not None:
+        reuse, why = reuse_fits(run.step_bytes)
+        if run.verbose and not reuse:
+            print(f"{PREFIX} stage {stage.number}: {why}", file=sys.stderr)
+    return reuse
+
+
+def _epoch_done(stage: Stage, epoch: int, loss_value: float, run: Training, bar, opt,
+                model) -> bool:
+    """After epoch ``epoch`` (1-based): the history, the progress bar, ``on_epoch_end``
+    (checkpoints), then the callbacks; True when one of them, on any process, stops."""
+    if run.history is not None:
+        run.history.append((stage.number, epoch, loss_value))
+    if bar is not None:
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        bar.update()
+    if run.on_epoch_end is not None:
+        run.on_epoch_end(stage.number, epoch, opt)
+    stop = any(cb(stage.number, epoch, loss_value, model) for cb in run.callbacks)
+    return dist.any_process(stop)
 
 
 def _epoch_chunks(order, steps: int, batch_size: int, stage: Stage, generator):

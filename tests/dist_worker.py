@@ -34,7 +34,8 @@ def one_step(batch: int = 16, seed: int = 3) -> dict:
     """
     from simcne import TSimCNE, dist
     from simcne.data import load
-    from simcne.train import Stage, Training, train_stage
+    from simcne.estimator import default_training
+    from simcne.train import Stage, train_stage
 
     X, _ = digits(batch)
     est = TSimCNE(backbone="resnet_small", batch_size=batch, random_state=seed, device="cpu")
@@ -60,9 +61,9 @@ def one_step(batch: int = 16, seed: int = 3) -> dict:
         seen["weights"] = {k: v.clone() for k, v in m.state_dict().items()}
 
     train_stage(model, store, Stage(1, 1, 0.1, 0, lambda z: info_nce(z, **kw)),
-                Training(batch_size=batch, augment=augment, device=torch.device("cpu"),
-                         generator=torch.Generator().manual_seed(seed + 1), momentum=0.0,
-                         grad_clip=None, callbacks=[capture]))
+                default_training(batch_size=batch, augment=augment, device=torch.device("cpu"),
+                                 generator=torch.Generator().manual_seed(seed + 1), momentum=0.0,
+                                 grad_clip=None, callbacks=[capture]))
     return seen
 
 

@@ -23,7 +23,8 @@ from simcne import TSimCNE, estimator, knn_accuracy  # noqa: E402
 from simcne.data import load  # noqa: E402
 from simcne.losses import info_nce  # noqa: E402
 from simcne.models import make_model  # noqa: E402
-from simcne.train import Stage, Training, train_stage  # noqa: E402
+from simcne.estimator import default_training  # noqa: E402
+from simcne.train import Stage, train_stage  # noqa: E402
 
 GPU = torch.device("cuda", torch.cuda.current_device())
 
@@ -70,8 +71,8 @@ def test_one_host_sync_per_epoch_with_the_store_on_the_gpu(rgb):
     aug = Augment(size=(12, 12))
     gen = torch.Generator(device=GPU).manual_seed(0)
     epochs = 3
-    run = Training(batch_size=16, augment=lambda x: aug(x, generator=gen), device=GPU,
-                   generator=torch.Generator().manual_seed(1), precision="bf16")
+    run = default_training(batch_size=16, augment=lambda x: aug(x, generator=gen), device=GPU,
+                           generator=torch.Generator().manual_seed(1), precision="bf16")
     train_stage(model, store, Stage(1, 1, 0.01, 0, info_nce), run)  # warm-up: cuDNN, allocator
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")

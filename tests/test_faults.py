@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import simcne.estimator
 from conftest import quick
 from simcne import _heap
 from simcne._io import WriteError
 from simcne.checkpoint import load_checkpoint, training_params
 from simcne.cli import main
+from simcne.losses import LOSSES
 from simcne.train import TrainingDiverged
 
 FIT = ["--total-epochs", "2", "2", "1", "--batch-size", "16", "--backbone", "resnet_small",
@@ -33,13 +33,13 @@ def _one_error_line(capsys):
 def _nan_loss_from(monkeypatch, stage, epoch):
     """The loss is NaN from the epoch after (stage, epoch) on: a diverging run."""
     state = {"on": False}
-    real = simcne.estimator.info_nce
+    real = LOSSES["infonce"]
 
     def loss(z, *args, **kw):
         out = real(z, *args, **kw)
         return out * float("nan") if state["on"] else out
 
-    monkeypatch.setattr(simcne.estimator, "info_nce", loss)
+    monkeypatch.setitem(LOSSES, "infonce", loss)
     return lambda s, e, loss_value, model: state.update(on=state["on"] or (s, e) == (stage,
                                                                                     epoch))
 
@@ -85,9 +85,8 @@ def test_nan_weights_never_reach_an_embedding(tiny):
 def test_divergence_through_the_command(tiny, tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "x.npy", tiny[0][:32])
     out = tmp_path / "out"
-    real = simcne.estimator.info_nce
-    monkeypatch.setattr(simcne.estimator, "info_nce",
-                        lambda z, *a, **kw: real(z, *a, **kw) * float("inf"))
+    real = LOSSES["infonce"]
+    monkeypatch.setitem(LOSSES, "infonce", lambda z, *a, **kw: real(z, *a, **kw) * float("inf"))
     assert main(["fit", str(tmp_path / "x.npy"), "--out", str(out), *FIT]) == 2
     line = _one_error_line(capsys)
     assert "stage 1, epoch 1 of 2, at learning rate" in line
@@ -231,13 +230,13 @@ def test_the_model_so_far_on_request(tiny, tmp_path, monkeypatch, capsys):
 
     np.save(tmp_path / "x.npy", tiny[0][:32])
     out = tmp_path / "out"
-    real, calls = simcne.estimator.info_nce, [0]
+    real, calls = LOSSES["infonce"], [0]
 
     def loss(z, *args, **kw):  # 2 steps an epoch: NaN from stage 2, epoch 2 on
         calls[0] += 1
         return real(z, *args, **kw) * (float("nan") if calls[0] > 6 else 1.0)
 
-    monkeypatch.setattr(simcne.estimator, "info_nce", loss)
+    monkeypatch.setitem(LOSSES, "infonce", loss)
     assert main(["fit", str(tmp_path / "x.npy"), "--out", str(out), *FIT,
                  "--save-diverged"]) == 2
     line = _one_error_line(capsys)

@@ -377,7 +377,8 @@ def test_a_resume_across_device_types_reseeds_augmentation_alike_on_every_rank(m
 
 def test_momentum_comes_back_in_the_weights_layout_after_resume():
     from simcne.losses import info_nce
-    from simcne.train import Stage, Training, make_optimizer, train_stage
+    from simcne.estimator import default_training
+    from simcne.train import Stage, make_optimizer, train_stage
 
     model = make_model("resnet_tiny", in_channels=3, image_size=(8, 8), pretrain_out_dim=8)
     model = model.to(memory_format=torch.channels_last)
@@ -394,9 +395,10 @@ def test_momentum_comes_back_in_the_weights_layout_after_resume():
     store = load(np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8))
     aug, gen = __import__("simcne.augment", fromlist=["Augment"]).Augment(size=8), None
     train_stage(model, store, Stage(1, 1, 0.01, 0, info_nce),
-                Training(batch_size=8, augment=lambda x: aug(x, generator=gen),
-                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(1),
-                         on_epoch_end=look), optimizer_state=state)
+                default_training(batch_size=8, augment=lambda x: aug(x, generator=gen),
+                                 device=torch.device("cpu"),
+                                 generator=torch.Generator().manual_seed(1), on_epoch_end=look),
+                optimizer_state=state)
     conv = [p for p in params if p.dim() == 4]
     assert conv and all(seen[id(p)] == p.stride() for p in params)
     assert any(p.stride() != torch.zeros(p.shape).stride() for p in conv)  # channels_last

@@ -15,7 +15,8 @@ from simcne.augment import Augment
 from simcne.data import load
 from simcne.losses import info_nce
 from simcne.models import make_model
-from simcne.train import Stage, Training, embed, train_stage
+from simcne.estimator import default_training
+from simcne.train import Stage, embed, train_stage
 
 
 class FakeLibc:
@@ -79,8 +80,9 @@ def test_train_stage_and_embed_use_it_on_cpu(fake, rgb):
     model = make_model("resnet_small", image_size=(12, 12))
     aug = Augment(size=12)
     train_stage(model, store, Stage(1, 1, 0.01, 0, info_nce),
-                Training(batch_size=8, device=torch.device("cpu"), generator=torch.Generator(),
-                         augment=lambda x: aug(x, generator=torch.Generator().manual_seed(0))))
+                default_training(
+                    batch_size=8, device=torch.device("cpu"), generator=torch.Generator(),
+                    augment=lambda x: aug(x, generator=torch.Generator().manual_seed(0))))
     assert fake.calls == ENTER + EXIT
     embed(model, store, image_size=(12, 12), device=torch.device("cpu"))
     assert fake.calls == 2 * (ENTER + EXIT)
@@ -92,9 +94,9 @@ def _train(rgb):
     aug, gen = Augment(size=12), torch.Generator().manual_seed(1)
     history = []
     train_stage(model, load(rgb[:32]), Stage(1, 2, 0.05, 1, info_nce),
-                Training(batch_size=16, augment=lambda x: aug(x, generator=gen),
-                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(2),
-                         history=history))
+                default_training(batch_size=16, augment=lambda x: aug(x, generator=gen),
+                                 device=torch.device("cpu"),
+                                 generator=torch.Generator().manual_seed(2), history=history))
     z = embed(model, load(rgb[:32]), image_size=(12, 12), device=torch.device("cpu"))
     return history, z
 

@@ -167,3 +167,26 @@ def test_docstring_parameters_come_from_the_table():
         shown = f'"{defaults[name]}"' if isinstance(defaults[name], str) else repr(defaults[name])
         assert f"    {name} : {param.kind}, default={shown}\n" in doc
     assert doc.index("    model :") < doc.index("    verbose :") < doc.index("Attributes")
+
+
+def test_loss_is_dispatched_through_the_registry(monkeypatch, tiny):
+    """Issue 29: ``loss`` names an entry of ``simcne.losses.LOSSES``, which fit calls."""
+    from conftest import quick
+    from simcne import losses
+
+    calls = []
+
+    def toy(z, metric, temperature, **kw):
+        calls.append(kw["exaggeration"])
+        return losses.info_nce(z, metric, temperature, **kw)
+
+    monkeypatch.setitem(losses.LOSSES, "toy", toy)
+    quick(loss="toy", total_epochs=[1, 1], exaggeration=3.0).fit(tiny[0])
+    assert calls and set(calls) == {1.0, 3.0}
+
+
+def test_unknown_loss_is_one_line_naming_loss(tiny):
+    with pytest.raises(ValueError) as info:
+        TSimCNE(loss="hinge").fit(tiny[0])
+    assert str(info.value) == ("The 'loss' parameter of TSimCNE must be 'infonce'. "
+                               "Got 'hinge' instead.")

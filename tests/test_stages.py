@@ -6,6 +6,7 @@ import torch
 
 import simcne.estimator as est_mod
 from conftest import quick
+from simcne.losses import LOSSES
 from simcne.train import lr_at
 
 
@@ -73,8 +74,8 @@ def test_batch_size_is_capped_by_the_dataset(tiny, record):
 
 def test_metric_and_temperature_reach_the_loss(tiny, monkeypatch):
     seen = []
-    real = est_mod.info_nce
-    monkeypatch.setattr(est_mod, "info_nce", lambda z, m, t, **kw: seen.append((m, t))
+    real = LOSSES["infonce"]
+    monkeypatch.setitem(LOSSES, "infonce", lambda z, m, t, **kw: seen.append((m, t))
                         or real(z, m, t, **kw))
     quick(total_epochs=[1], metric="cosine", temperature=0.3).fit(tiny[0])
     assert seen and set(seen) == {("cosine", 0.3)}
@@ -87,14 +88,14 @@ def test_metric_and_temperature_reach_the_loss(tiny, monkeypatch):
                                               ([2, 3, 5], [2.0, 3.0, 5.0])])
 def test_exaggeration_reaches_each_stage_loss(tiny, monkeypatch, given, per_stage):
     seen = {}
-    real = est_mod.info_nce
+    real = LOSSES["infonce"]
 
     def spy(z, m, t, exaggeration=1.0, **kw):
         seen.setdefault(len(seen_stage), set()).add(exaggeration)
         return real(z, m, t, exaggeration=exaggeration, **kw)
 
     seen_stage = []
-    monkeypatch.setattr(est_mod, "info_nce", spy)
+    monkeypatch.setitem(LOSSES, "infonce", spy)
     # a callback marks where each stage's epochs end
     quick(total_epochs=[1, 1, 1], exaggeration=given,
           callbacks=lambda s, e, l, m: seen_stage.append(s)).fit(tiny[0])

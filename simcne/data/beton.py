@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._io import atomic_path
 from .arrays import _layout
 from .common import check_image_size, cover_array
 from .store import ImageStore
@@ -617,8 +618,40 @@ def write_beton(X, path, *, y=None, mode="raw", jpeg_quality=90, max_resolution=
     >>> write_beton(X, "tiny.beton", y=np.arange(10) % 2)  # doctest: +SKIP
     'tiny.beton'
     """
-    from . import load
+    from .inputs import load
 
+    _check_write_options(mode, jpeg_quality, max_resolution, page_size)
+    store = load(X, y)
+    n = len(store)
+    h, w = _target_size(*store.image_size, max_resolution)
+    blob_bound = h * w * 3 + (0 if mode == "raw" else 2048 + h * w * 3)
+    if page_size is None:
+        page_size = max(1 << 21, 1 << int(np.ceil(np.log2(4 * blob_bound))))
+    fields, desc, meta = _fields_and_meta(store.labels, n)
+    img_meta = meta["f0"]
+    img_meta["mode"] = RAW if mode == "raw" else JPG
+    img_meta["height"], img_meta["width"] = h, w
+    meta_start = HEADER.itemsize + desc.nbytes
+    data_start = -(-(meta_start + meta.nbytes) // page_size) * page_size
+
+    path = os.fspath(path)
+    with atomic_path(path, wrap_errors=False) as tmp, open(tmp, "wb") as fp:
+        fp.seek(data_start)
+        alloc = _write_pages(fp, store, (h, w), mode, jpeg_quality, page_size, data_start,
+                             img_meta)
+        header = np.zeros(1, HEADER)
+        header[0] = (VERSION, len(fields), page_size, n, fp.tell())
+        fp.write(np.array(alloc, ALLOC).tobytes())
+        fp.seek(0)
+        fp.write(header.tobytes() + desc.tobytes())
+        fp.write(meta.tobytes())
+        fp.flush()
+        os.fsync(fp.fileno())
+    return path
+
+
+def _check_write_options(mode, jpeg_quality, max_resolution, page_size) -> None:
+    """write_beton's options, each a ValueError naming it."""
     if mode not in ("raw", "jpg"):
         raise ValueError(f"The 'mode' parameter must be 'raw' or 'jpg'. Got {mode!r} instead.")
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) \
@@ -634,13 +667,12 @@ def write_beton(X, path, *, y=None, mode="raw", jpeg_quality=90, max_resolution=
                                   or page_size & (page_size - 1)):
         raise ValueError("The 'page_size' parameter must be None or a power of two from 4096 "
                          f"to 2**31. Got {page_size!r} instead.")
-    store = load(X, y)
-    n = len(store)
-    h, w = _target_size(*store.image_size, max_resolution)
-    blob_bound = h * w * 3 + (0 if mode == "raw" else 2048 + h * w * 3)
-    if page_size is None:
-        page_size = max(1 << 21, 1 << int(np.ceil(np.log2(4 * blob_bound))))
-    labels = store.labels
+
+
+def _fields_and_meta(labels, n: int):
+    """The file's fields (an image, and a label where there are labels: whole numbers as
+    ``IntField``, else ``FloatField``), their descriptors, and the (n,) per-image metadata
+    table with the labels filled in."""
     fields = [("image", 2)]
     if labels is not None:
         labels = np.asarray(labels)
@@ -657,55 +689,39 @@ def write_beton(X, path, *, y=None, mode="raw", jpeg_quality=90, max_resolution=
                                  "formats": [TYPES[t][1] for _, t in fields]}, align=True))
     if labels is not None:
         meta["f1"] = labels
-    img_meta = meta["f0"]
-    img_meta["mode"] = RAW if mode == "raw" else JPG
-    img_meta["height"], img_meta["width"] = h, w
-    meta_start = HEADER.itemsize + desc.nbytes
-    data_start = -(-(meta_start + meta.nbytes) // page_size) * page_size
+    return fields, desc, meta
 
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "xb") as fp:
-            fp.seek(data_start)
-            page, used, page_no, alloc = np.zeros(page_size, np.uint8), 0, 0, []
-            step = max(1, (32 << 20) // max(1, store.nbytes // n))
-            for start in range(0, n, step):
-                batch = store.batch(np.arange(start, min(n, start + step)))
-                batch = batch.permute(0, 2, 3, 1).numpy()
-                for k, img in enumerate(batch):
-                    img = np.repeat(img, 3, 2) if img.shape[2] == 1 else img
-                    img = _resize_box(img, (h, w))
-                    blob = np.frombuffer(img.tobytes() if mode == "raw"
-                                         else _jpeg_bytes(img, int(jpeg_quality)), np.uint8)
-                    if blob.size > page_size:
-                        raise ValueError(f"Image {start + k} needs {blob.size} bytes, more than "
-                                         f"page_size={page_size}; pass a larger page_size.")
-                    if used + blob.size > page_size:
-                        fp.write(page.tobytes())
-                        page[:], used, page_no = 0, 0, page_no + 1
-                    ptr = data_start + page_no * page_size + used
-                    page[used: used + blob.size] = blob
-                    used += blob.size
-                    img_meta["data_ptr"][start + k] = ptr
-                    alloc.append((start + k, ptr, blob.size))
-            if used:
-                fp.write(page.tobytes())  # whole pages, as FFCV writes them
-            header = np.zeros(1, HEADER)
-            header[0] = (VERSION, len(fields), page_size, n, fp.tell())
-            fp.write(np.array(alloc, ALLOC).tobytes())
-            fp.seek(0)
-            fp.write(header.tobytes() + desc.tobytes())
-            fp.write(meta.tobytes())
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+def _write_pages(fp, store, size, mode, jpeg_quality, page_size: int, data_start: int,
+                 img_meta) -> list:
+    """Every image, as RGB of ``size`` (raw or JPEG), into whole pages from ``data_start``
+    on (an image never crosses a page); each one's place goes into ``img_meta["data_ptr"]``.
+    Returns the allocation table's rows ``(index, place, bytes)``."""
+    n = len(store)
+    page, used, page_no, alloc = np.zeros(page_size, np.uint8), 0, 0, []
+    step = max(1, (32 << 20) // max(1, store.nbytes // n))
+    for start in range(0, n, step):
+        batch = store.batch(np.arange(start, min(n, start + step)))
+        batch = batch.permute(0, 2, 3, 1).numpy()
+        for k, img in enumerate(batch):
+            img = np.repeat(img, 3, 2) if img.shape[2] == 1 else img
+            img = _resize_box(img, size)
+            blob = np.frombuffer(img.tobytes() if mode == "raw"
+                                 else _jpeg_bytes(img, int(jpeg_quality)), np.uint8)
+            if blob.size > page_size:
+                raise ValueError(f"Image {start + k} needs {blob.size} bytes, more than "
+                                 f"page_size={page_size}; pass a larger page_size.")
+            if used + blob.size > page_size:
+                fp.write(page.tobytes())
+                page[:], used, page_no = 0, 0, page_no + 1
+            ptr = data_start + page_no * page_size + used
+            page[used: used + blob.size] = blob
+            used += blob.size
+            img_meta["data_ptr"][start + k] = ptr
+            alloc.append((start + k, ptr, blob.size))
+    if used:
+        fp.write(page.tobytes())  # whole pages, as FFCV writes them
+    return alloc
 
 
 def _resize_box(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

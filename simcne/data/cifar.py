@@ -208,22 +208,7 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
     wanted = {"batches.meta", "meta"}
     wanted |= {n for t in (_CIFAR10, _CIFAR100) for s in splits for n in t[s]}
     files = _read_members(p, wanted)
-    if "batches.meta" in files:
-        kind, layout = "cifar10", _CIFAR10
-        if label_type != "fine":
-            raise ValueError(
-                f"The 'label_type' parameter for CIFAR-10 ({where}) must be 'fine', the only "
-                f"labels it has, got {label_type!r}."
-            )
-        label_key, names_key = "labels", "label_names"
-    elif "meta" in files:
-        kind, layout = "cifar100", _CIFAR100
-        label_key, names_key = f"{label_type}_labels", f"{label_type}_label_names"
-    else:
-        raise ValueError(
-            f"The path {where} holds no CIFAR batches: expected batches.meta (CIFAR-10) or "
-            f"meta (CIFAR-100), got {sorted(files) or 'neither'}."
-        )
+    kind, layout, label_key, names_key = _which_cifar(files, label_type, where)
     meta = _unpickle(files["meta" if kind == "cifar100" else "batches.meta"], p, "meta")
     class_names = [_text(c) for c in meta[names_key]]
     images, labels, paths, counts = [], [], [], {}
@@ -236,18 +221,11 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
             )
         counts[s] = 0
         for n in names:
-            batch = _unpickle(files.pop(n), p, n)
-            data = np.asarray(batch.get("data"))
-            if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
-                raise ValueError(
-                    f"The CIFAR batch {n!r} in {where} has bad data: expected a (n, 3072) "
-                    f"uint8 array, got {data.dtype} of shape {data.shape}."
-                )
-            images.append(data.reshape(-1, 3, 32, 32))
-            labels.append(check_labels(batch.get(label_key), len(data), f"{where} batch {n!r}"))
-            names_in = [_text(f) for f in batch.get("filenames", [])]
-            paths += names_in if len(names_in) == len(data) else [f"{n}/{i}" for i in range(len(data))]
-            counts[s] += len(data)
+            x, y, names_in = _read_batch(files.pop(n), p, n, label_key)
+            images.append(x)
+            labels.append(y)
+            paths += names_in
+            counts[s] += len(x)
     store = ImageStore(np.concatenate(images), np.concatenate(labels), "NCHW", class_names, paths)
     bad = store.labels[(store.labels < 0) | (store.labels >= len(class_names))]
     if len(bad):
@@ -257,6 +235,41 @@ def read_cifar(path, split: str | None = None, label_type: str = "fine") -> Imag
         )
     store.meta.update(format=kind, split=split, splits=counts, label_type=label_type)
     return store
+
+
+def _which_cifar(files: dict, label_type: str, where: str):
+    """CIFAR-10 or CIFAR-100, from the meta file among ``files``: ``(kind, layout, key of
+    the labels, key of the class names)``."""
+    if "batches.meta" in files:
+        if label_type != "fine":
+            raise ValueError(
+                f"The 'label_type' parameter for CIFAR-10 ({where}) must be 'fine', the only "
+                f"labels it has, got {label_type!r}."
+            )
+        return "cifar10", _CIFAR10, "labels", "label_names"
+    if "meta" in files:
+        return "cifar100", _CIFAR100, f"{label_type}_labels", f"{label_type}_label_names"
+    raise ValueError(
+        f"The path {where} holds no CIFAR batches: expected batches.meta (CIFAR-10) or "
+        f"meta (CIFAR-100), got {sorted(files) or 'neither'}."
+    )
+
+
+def _read_batch(raw: bytes, p: Path, n: str, label_key: str):
+    """One pickled batch ``n``: its (k, 3, 32, 32) images, labels and file names (or
+    ``n/i`` where it has none)."""
+    where = repr(os.fspath(p))
+    batch = _unpickle(raw, p, n)
+    data = np.asarray(batch.get("data"))
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise ValueError(
+            f"The CIFAR batch {n!r} in {where} has bad data: expected a (n, 3072) "
+            f"uint8 array, got {data.dtype} of shape {data.shape}."
+        )
+    labels = check_labels(batch.get(label_key), len(data), f"{where} batch {n!r}")
+    names = [_text(f) for f in batch.get("filenames", [])]
+    names = names if len(names) == len(data) else [f"{n}/{i}" for i in range(len(data))]
+    return data.reshape(-1, 3, 32, 32), labels, names
 
 
 def _unpickle(data: bytes, p: Path, name: str) -> dict:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path
 from .common import check_split
 from .idx import read_idx_folder
 from .store import ImageStore
@@ -180,9 +180,8 @@ def download_file(url: str, dest, checksum: str, timeout: float = 60.0) -> Path:
     dest = Path(dest)
     algo, _, expected = checksum.partition(":")
     digest = hashlib.new(algo)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(dest, suffix=".part", wrap_errors=False) as tmp:
+        with open(tmp, "wb") as f:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     while chunk := response.read(1 << 20):
@@ -194,13 +193,9 @@ def download_file(url: str, dest, checksum: str, timeout: float = 60.0) -> Path:
                     "machine offline? Put the files in a folder and pass root= (or set "
                     "$SIMCNE_DATA), or install Debian's dataset-fashion-mnist."
                 ) from err
-        if digest.hexdigest() != expected.lower():
+        if digest.hexdigest() != expected.lower():  # raising here keeps nothing
             raise ValueError(
                 f"The download of {url} has the wrong {algo} checksum: expected {expected}, "
                 f"got {digest.hexdigest()}. The file was not kept."
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dest

@@ -149,7 +149,7 @@ def read_folder(
         a folder of one size is kept as stored, a mixed one is brought to this size
         (``store.meta["resized_to"]`` then says so). The files decoded before the first
         odd size was met are decoded again.
-    sink : simcne.data.cache.Sink, optional
+    sink : simcne.data.sink.Sink, optional
         Where the decoded images go, a chunk at a time (the cache passes a file); default:
         one array in memory. Either way no more than a few chunks of decoded images are
         held besides it.
@@ -163,7 +163,7 @@ def read_folder(
         when their palette is gray. 16-bit grayscale is scaled to 8 bits; animated files
         give their first frame; the EXIF orientation is applied.
     """
-    from .cache import Sink
+    from .sink import Sink
 
     p = Path(folder)
     size = check_image_size(image_size)

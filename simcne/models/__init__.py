@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .dryrun import dummy_images, eval_mode, run_explained
 from .efficientnet import efficientnet_v2_l, efficientnet_v2_m, efficientnet_v2_s
 from .heads import linear_head, mlp_head
 from .mobilenetv3 import mobilenetv3_large, mobilenetv3_small
@@ -144,36 +144,6 @@ class WrappedModel(nn.Module):
         return out, None
 
 
-@contextlib.contextmanager
-def eval_mode(module: nn.Module):
-    """Eval mode inside the block; afterwards every submodule gets its own mode back."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def _dummy_images(module: nn.Module, in_channels: int, image_size) -> torch.Tensor:
-    """Zeros (2, C, H, W) on the device (and floating dtype) of the module's first tensor."""
-    h, w = image_size
-    t = next(module.parameters(), None)
-    t = next(module.buffers(), None) if t is None else t
-    device = t.device if t is not None else torch.device("cpu")
-    dtype = t.dtype if t is not None and t.is_floating_point() else torch.float32
-    return torch.zeros(2, in_channels, h, w, device=device, dtype=dtype)
-
-
-def _run(module: nn.Module, x: torch.Tensor, what: str):
-    """``module(x)``; any failure becomes a ValueError that starts with ``what``."""
-    try:
-        return module(x)
-    except Exception as e:  # the reason is kept in the message and as __cause__
-        raise ValueError(f"{what}: {type(e).__name__}: {e}") from e
-
-
 def backbone_out_features(backbone: nn.Module, in_channels: int, image_size) -> int:
     """The width D of a backbone's (B, D) features.
 
@@ -184,9 +154,9 @@ def backbone_out_features(backbone: nn.Module, in_channels: int, image_size) -> 
     width = getattr(backbone, "out_features", None)
     if isinstance(width, int) and not isinstance(width, bool):
         return width
-    x = _dummy_images(backbone, in_channels, image_size)
+    x = dummy_images(backbone, in_channels, image_size)
     with eval_mode(backbone), torch.no_grad():
-        out = _run(backbone, x, _cannot_take("backbone", type(backbone).__name__, x))
+        out = run_explained(backbone, x, _cannot_take("backbone", type(backbone).__name__, x))
     return int(as_features(out, f"'backbone' {type(backbone).__name__}").shape[1])
 
 
@@ -228,12 +198,12 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
         pooling layer), when its output is not (B, D) or (B, C, 1, 1), when the features'
         width does not fit the projection head, or when z is not (B, d).
     """
-    x = _dummy_images(model, in_channels, image_size)
+    x = dummy_images(model, in_channels, image_size)
     with eval_mode(model), torch.no_grad():
         if isinstance(model, SimCNEModel):
             label = name or type(model.backbone).__name__
             x = model.prep(x)  # what the backbone gets: repeated to RGB, normalised
-            out = _run(model.backbone, x, _cannot_take("backbone", label, x))
+            out = run_explained(model.backbone, x, _cannot_take("backbone", label, x))
             try:
                 h = as_features(out, f"'backbone' {label}")
             except ValueError as e:
@@ -245,12 +215,12 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
                 f"features of backbone {label} (images of shape (C, H, W) = {tuple(x.shape[1:])})"
                 + (f"; it expects {expects}-wide features" if expects is not None else "")
             )
-            z = _run(head, h, what)
+            z = run_explained(head, h, what)
             param = "projection_head"
         else:
             inner = model.model if isinstance(model, WrappedModel) else model
             label = name or type(inner).__name__
-            z = _run(model, x, _cannot_take("model", label, x))
+            z = run_explained(model, x, _cannot_take("model", label, x))
             z = z[0] if isinstance(z, (tuple, list)) else z
             param = "model"
     if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] != x.shape[0]:
@@ -260,6 +230,41 @@ def check_model(model: nn.Module, in_channels: int, image_size, name: str | None
             f"(C, H, W) = {tuple(x.shape[1:])}. Got {got} for B = {x.shape[0]} instead."
         )
     return int(z.shape[1])
+
+
+def _given_model(model, in_channels: int, normalize, say) -> nn.Module:
+    """A whole ``model`` given by the user, with the input preparation it needs in front
+    (gray to RGB, ``normalize``): wrapped, or a copy of a simcne model with its own."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
+            f"{type(model).__name__} instead."
+        )
+    inner = model.model if isinstance(model, WrappedModel) else (
+        model.backbone if isinstance(model, SimCNEModel) else model)
+    prep = make_input(inner, in_channels, normalize, say)
+    if prep is not None:
+        prep = prep.to(device=dummy_images(inner, 1, (1, 1)).device)
+    if not isinstance(model, (SimCNEModel, WrappedModel)):
+        return WrappedModel(model, prep)
+    if prep is not None:
+        model = copy.deepcopy(model)
+        model.prep = prep
+    return model
+
+
+def _check_parts(backbone, projection_head) -> None:
+    """A ValueError naming 'backbone' or 'projection_head' when it is of no allowed kind."""
+    if not isinstance(backbone, (str, nn.Module)):
+        raise ValueError(
+            f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
+            f"nn.Module. Got {type(backbone).__name__} instead."
+        )
+    if not isinstance(projection_head, nn.Module) and projection_head not in HEADS:
+        raise ValueError(
+            f"The 'projection_head' parameter of TSimCNE must be one of {list(HEADS)} or an "
+            f"nn.Module. Got {projection_head!r} instead."
+        )
 
 
 def make_model(
@@ -315,35 +320,11 @@ def make_model(
     576
     """
     if model is not None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(
-                f"The 'model' parameter of TSimCNE must be None or an nn.Module. Got "
-                f"{type(model).__name__} instead."
-            )
-        inner = model.model if isinstance(model, WrappedModel) else (
-            model.backbone if isinstance(model, SimCNEModel) else model)
-        prep = make_input(inner, in_channels, normalize, say)
-        if prep is not None:
-            prep = prep.to(device=_dummy_images(inner, 1, (1, 1)).device)
-        if not isinstance(model, (SimCNEModel, WrappedModel)):
-            return WrappedModel(model, prep)
-        if prep is not None:
-            model = copy.deepcopy(model)
-            model.prep = prep
-        return model
-    if not isinstance(backbone, (str, nn.Module)):
-        raise ValueError(
-            f"The 'backbone' parameter of TSimCNE must be one of {sorted(BACKBONES)} or an "
-            f"nn.Module. Got {type(backbone).__name__} instead."
-        )
-    if not isinstance(projection_head, nn.Module) and projection_head not in HEADS:
-        raise ValueError(
-            f"The 'projection_head' parameter of TSimCNE must be one of {list(HEADS)} or an "
-            f"nn.Module. Got {projection_head!r} instead."
-        )
+        return _given_model(model, in_channels, normalize, say)
+    _check_parts(backbone, projection_head)
     bb = backbone if isinstance(backbone, nn.Module) else make_backbone(backbone, in_channels)
     prep = make_input(bb, in_channels, normalize, say)
-    x = _dummy_images(bb, in_channels, image_size)
+    x = dummy_images(bb, in_channels, image_size)
     if prep is not None:
         prep = prep.to(device=x.device)  # beside the backbone's weights
     if isinstance(backbone, nn.Module):

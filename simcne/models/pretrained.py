@@ -160,7 +160,7 @@ def _output_linear(module: nn.Module, x: torch.Tensor) -> str | None:
     Found by a dry forward pass (eval mode, no gradients) with a hook on every Linear:
     the layer that produced the very tensor the module returns is its last operation.
     """
-    from . import _run, eval_mode
+    from .dryrun import eval_mode, run_explained
 
     if not any(isinstance(m, nn.Linear) for m in module.modules()):
         return None
@@ -170,7 +170,7 @@ def _output_linear(module: nn.Module, x: torch.Tensor) -> str | None:
              for name, m in module.named_modules() if isinstance(m, nn.Linear)]
     try:
         with eval_mode(module), torch.no_grad():
-            out = _run(module, x, f"The 'backbone' {type(module).__name__} cannot take images "
+            out = run_explained(module, x, f"The 'backbone' {type(module).__name__} cannot take images "
                                   f"of shape (C, H, W) = {tuple(x.shape[1:])}")
     finally:
         for h in hooks:
@@ -289,6 +289,29 @@ def _short(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def _match(own: dict, theirs: dict, stem: str | None):
+    """The file's tensors ``theirs`` against the backbone's ``own``, name by name:
+    ``(fits, mismatched, missing, summed)``: the tensors to load, the names of those shaped
+    otherwise, those the file lacks, and the stem's RGB weights summed for gray images."""
+    fits, mismatched, missing, summed = {}, [], [], []
+    for key, mine in own.items():
+        t = theirs.get(key)
+        if (key == stem and t is not None and t.ndim == 4 and (t.shape[1], mine.shape[1]) == (3, 1)
+                and t.shape[:1] + t.shape[2:] == mine.shape[:1] + mine.shape[2:]):
+            # RGB weights, gray images: summing over the input channels is the same as
+            # repeating the gray image to RGB
+            t = t.sum(1, keepdim=True)
+            summed.append(key)
+        if t is None:
+            missing.append(key)
+        elif t.shape != mine.shape:
+            mismatched.append(f"{key} (the file's {tuple(t.shape)}, the backbone's "
+                              f"{tuple(mine.shape)})")
+        else:
+            fits[key] = t
+    return fits, mismatched, missing, summed
+
+
 def load_backbone_weights(backbone: nn.Module, path, name: str) -> tuple[str, bool]:
     """Load a weights file into a named backbone, where names and shapes agree.
 
@@ -326,24 +349,9 @@ def load_backbone_weights(backbone: nn.Module, path, name: str) -> tuple[str, bo
     own = backbone.state_dict()
     prefix = _best_prefix(tensors, own)
     theirs = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    fits, mismatched, missing, summed = {}, [], [], []
     conv = first_conv(backbone)
     stem = next((f"{n}.weight" for n, m in backbone.named_modules() if m is conv), None)
-    for key, mine in own.items():
-        t = theirs.get(key)
-        if (key == stem and t is not None and t.ndim == 4 and (t.shape[1], mine.shape[1]) == (3, 1)
-                and t.shape[:1] + t.shape[2:] == mine.shape[:1] + mine.shape[2:]):
-            # RGB weights, gray images: summing over the input channels is the same as
-            # repeating the gray image to RGB
-            t = t.sum(1, keepdim=True)
-            summed.append(key)
-        if t is None:
-            missing.append(key)
-        elif t.shape != mine.shape:
-            mismatched.append(f"{key} (the file's {tuple(t.shape)}, the backbone's "
-                              f"{tuple(mine.shape)})")
-        else:
-            fits[key] = t
+    fits, mismatched, missing, summed = _match(own, theirs, stem)
     unused = sorted(k for k in theirs if k not in own) + sorted(
         k for k in tensors if not k.startswith(prefix))
     # BatchNorm's step counters matter to nothing here: neither counted nor named
