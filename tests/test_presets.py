@@ -36,16 +36,16 @@ def test_photos_preset_keeps_the_papers_augmentation_and_ends_at_plain_infonce(m
     """The photos preset trains colour images with exaggeration 4 in stage 2 only."""
     import numpy as np
 
-    import simcne.estimator as estimator
+    from simcne import losses
 
     seen = []
-    real = estimator.info_nce
+    real = losses.LOSSES["infonce"]
 
     def spy(*args, exaggeration=1.0, **kwargs):
         seen.append(exaggeration)
         return real(*args, exaggeration=exaggeration, **kwargs)
 
-    monkeypatch.setattr(estimator, "info_nce", spy)
+    monkeypatch.setitem(losses.LOSSES, "infonce", spy)
     est = TSimCNE.preset("photos", total_epochs=[1, 1, 1], batch_size=32, device="cpu",
                          verbose=False)
     assert est.data_transform is None  # the paper's augmentation: mirror, crops of 20-100 %
