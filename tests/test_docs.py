@@ -310,3 +310,16 @@ def test_api_md_is_made_from_the_docstrings_of_today():
     assert "### class `simcne.TSimCNE`" in text and "#### `TSimCNE.fit`" in text
     assert (ROOT / "docs" / "api.md").read_text() == text, (
         "docs/api.md is out of date: run PYTHONPATH=. python docs/make_api.py")
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from simcne/_version.py; CITATION.cff agrees."""
+    import re
+
+    from simcne._version import __version__
+
+    project = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in project
+    assert 'version = {attr = "simcne._version.__version__"}' in project
+    cff = re.search(r"^version: (\S+)$", (ROOT / "CITATION.cff").read_text(), re.M)
+    assert cff and cff.group(1) == __version__
