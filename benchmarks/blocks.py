@@ -8,6 +8,16 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
+def cpu_model(default: str) -> str:
+    """The CPU's model name from /proc/cpuinfo (``default`` where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f
+                         if ln.startswith("model name")), default)
+    except OSError:
+        return default
+
+
 def write_block(lines: list[str], begin: str, end: str, title: str,
                 path: Path = BENCHMARKS) -> None:
     """Replace the text between ``begin`` and ``end`` in ``path`` with ``lines``, or append

@@ -174,13 +174,9 @@ def need_cuda(part: str, dry: bool):
 def cmd_info(a) -> int:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
+    from blocks import cpu_model
+
+    cpu = cpu_model(platform.processor() or platform.machine())
     info = dict(python=platform.python_version(), executable=sys.executable,
                 platform=f"{platform.system()} {platform.release()}", cpu=cpu,
                 cpus=os.cpu_count(), torch=torch.__version__, cuda=torch.version.cuda,

@@ -290,15 +290,9 @@ def figure(maps: list, path: Path) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
+    from blocks import cpu_model
+
+    return f"{cpu_model('unknown CPU')}, {os.cpu_count()} cores"
 
 
 def write_block(lines: list[str]) -> None:

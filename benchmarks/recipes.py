@@ -122,8 +122,8 @@ def main(argv=None):
     base = {k: v for k, v in base.items() if k != "total_epochs"}
     extra = json.loads(a.params)
     for seed in a.seeds:
-        src = stage1_model(a.dataset, X, base, seed if a.stage1_seed is None else a.stage1_seed,
-                           a.stage1, out.parent)
+        stage1_seed = seed if a.stage1_seed is None else a.stage1_seed
+        src = stage1_model(a.dataset, X, base, stage1_seed, a.stage1, out.parent)
         for v in a.variants:
             params = {**base, **VARIANTS[v], **extra, "init": str(src), "init_stage": 1,
                       "total_epochs": [0, a.stage2, a.stage3], "random_state": seed,
@@ -135,7 +135,7 @@ def main(argv=None):
             name = v + ("+head2" if a.stage2_head else "")
             row = dict(dataset=a.dataset, seed=seed, variant=name, knn=knn, spread=spread,
                        seconds=secs, stage1=a.stage1, stage2=a.stage2, stage3=a.stage3,
-                       stage1_seed=seed if a.stage1_seed is None else a.stage1_seed,
+                       stage1_seed=stage1_seed,
                        params={k: params[k] for k in params if k != "init"},
                        **shape_scores(Y, labels))
             np.save(out.parent / f"{a.dataset}-seed{seed}-{name}-{a.stage3}{a.params != '{}' and '-x' or ''}.npy", Y)

@@ -219,14 +219,9 @@ class SimCNE:
 
 # -- reporting -------------------------------------------------------------------------------------
 def machine(device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from blocks import cpu_model
+
+    cpu = cpu_model(platform.processor() or platform.machine())
     s = (f"{os.cpu_count()}-core CPU ({cpu}), {platform.system()} {platform.release()}, "
          f"Python {platform.python_version()}, torch {torch.__version__}")
     if device.type == "cuda":
