@@ -273,7 +273,9 @@ def figure(maps: list, path: Path) -> None:
     rows = -(-len(maps) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.2 * rows), squeeze=False)
     for ax, (name, looks, Y, y, m) in zip(axes.flat, maps):
-        ax.scatter(Y[:, 0], Y[:, 1], c=y, cmap="tab10", s=1.5, linewidths=0)
+        order = np.random.default_rng(0).permutation(len(Y))  # no class drawn over the rest
+        ax.scatter(Y[order, 0], Y[order, 1], c=np.asarray(y)[order], cmap="tab10", s=1.5,
+                   linewidths=0)
         on_line = local_line_fraction(Y) > 0.7  # line_share's threshold
         ax.scatter(Y[on_line, 0], Y[on_line, 1], c="k", s=1.5, linewidths=0)
         ax.set_title(f"{name} ({looks})\ninner {m['inner_share']:.2f}, elong "

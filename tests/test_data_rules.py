@@ -64,3 +64,51 @@ def test_readers_found_through_one_table(tmp_path):
     assert find_reader(tmp_path / "no_suffix").kind == "npy"  # by its first bytes
     assert find_reader(tmp_path).kind == "folder"
     assert find_reader(DATA / "ffcv_raw.beton").kind == "beton"
+
+
+def _bands(shape, axis, edges):
+    """An RGB image of three bands along ``axis``: red up to edges[0], green up to
+    edges[1], blue after."""
+    img = np.zeros((*shape, 3), np.uint8)
+    idx = np.arange(shape[axis])
+    for channel, band in enumerate([idx < edges[0], (idx >= edges[0]) & (idx < edges[1]),
+                                    idx >= edges[1]]):
+        sl = [slice(None)] * 2
+        sl[axis] = band
+        img[tuple(sl) + (channel,)] = 255
+    return img
+
+
+def test_a_folder_of_other_sizes_is_scaled_to_cover_and_centre_cropped(tmp_path):
+    """The resize rule against what it must give by hand, not against the code's own
+    cover_array: an image is scaled (keeping its aspect ratio) to cover the size and its
+    centre is cropped. Each image below has red and blue margins that the crop must cut
+    exactly, leaving green (a squeeze or an off-centre crop would keep red or blue)."""
+    images = {
+        "wide": _bands((10, 20), 1, (5, 15)),  # shrunk 0.8x; the crop keeps columns 5-14
+        "tall": _bands((20, 10), 0, (5, 15)),  # shrunk 0.8x; the crop keeps rows 5-14
+        "small": _bands((4, 8), 1, (2, 6)),    # enlarged 2x; the crop keeps columns 2-5
+    }
+    for name, img in images.items():
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    store = read_folder(tmp_path, image_size=(8, 8), workers=1)
+    assert store.images.shape == (3, 8, 8, 3)
+    for i, path in enumerate(store.paths):
+        out = np.asarray(store.images[i]).astype(int)
+        name = path.split(".")[0]
+        inner = out[:, 1:-1] if name != "tall" else out[1:-1]  # away from the cut edges
+        assert (inner[..., 1] == 255).all() and (inner[..., [0, 2]] == 0).all(), name
+        # at the cut edges the bicubic filter may reach a little past the crop
+        assert (out[..., 1] > 200).all() and (out[..., [0, 2]] < 60).all(), name
+    # same aspect ratio, only scaled: a black left half and a white right half keep their
+    # edge in the middle of the 8 columns
+    half = np.zeros((16, 32), np.uint8)
+    half[:, 16:] = 255
+    (tmp_path / "half").mkdir()
+    Image.fromarray(half[:, 8:24]).save(tmp_path / "half" / "a.png")  # 16x16: scaled 0.5x
+    Image.fromarray(half).save(tmp_path / "half" / "b.png")  # 16x32: scaled, centre cropped
+    store = read_folder(tmp_path / "half", image_size=(8, 8), workers=1)
+    for i in range(2):
+        out = np.asarray(store.images[i])[..., 0].astype(int)
+        assert (out[:, :3] < 20).all() and (out[:, 5:] > 235).all()
+        assert (abs(out[:, 3] + out[:, 4] - 255) <= 2).all()  # symmetric about the middle
