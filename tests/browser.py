@@ -297,8 +297,8 @@ def point_position(b: Browser, i: int):
     return b.js(f"""((i) => {{
       const pv = {_FIGURE}
       for (const rv of pv.renderer_views.values()) {{
-        const d = rv.model.data_source.data
-        if (!d.index) continue
+        const d = rv.model.data_source ? rv.model.data_source.data : null
+        if (!d || !d.index) continue  // (a renderer without points, e.g. the density)
         const k = Array.prototype.indexOf.call(d.index, i)
         if (k < 0) continue
         const r = pv.canvas_view.el.getBoundingClientRect()

@@ -290,3 +290,44 @@ def test_the_3d_map_turns_when_dragged(browser, tmp_path_factory):
     _check_hover(b, 3, X, y, files)  # hover follows the turned points
     b.screenshot(os.path.join(_shots(tmp_path_factory), "map_3d.png"))
     _no_errors_no_network(b, path)
+
+
+def test_the_readme_screenshots_script(map_2d, tmp_path, capsys):
+    """docs/make_screenshots.py hovers the point furthest right (its box with the image
+    shows), writes the screenshot and copies thumbnails.png; a point that is not drawn is
+    refused with exit status 1 and nothing written."""
+    import importlib.util
+    import json
+    import shutil
+    from pathlib import Path
+
+    from PIL import Image
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium found")
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("make_screenshots",
+                                                  root / "docs" / "make_screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    path, Y, X, y, files = map_2d
+    fit_dir = tmp_path / "fit"
+    fit_dir.mkdir()
+    shutil.copyfile(path, fit_dir / "map.html")
+    np.save(fit_dir / "embedding.npy", Y.astype(np.float32))
+    (fit_dir / "report.json").write_text(json.dumps({"knn_accuracy": 0.5}))
+    Image.new("RGB", (30, 20), "white").save(fit_dir / "thumbnails.png")
+    out = tmp_path / "figures"
+    assert shots.main([str(fit_dir), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    right = int(np.argmax(Y[:, 0]))
+    assert f"point {right} hovered, label {y[right]}" in said
+    with Image.open(out / "map_html.png") as img:
+        assert img.size == (1000, 720)
+        pixels = np.asarray(img.convert("L"))
+    assert pixels.std() > 10  # something was drawn, not a blank page
+    assert (out / "thumbnails.png").read_bytes() == (fit_dir / "thumbnails.png").read_bytes()
+    elsewhere = tmp_path / "none"
+    assert shots.main([str(fit_dir), "--out", str(elsewhere), "--point", str(len(Y))]) == 1
+    assert "is not drawn" in capsys.readouterr().err
+    assert not list(elsewhere.glob("*.png"))
