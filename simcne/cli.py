@@ -486,15 +486,17 @@ def _add_plot_command(sub) -> None:
     pl.add_argument("--data", metavar="DATA", default=None,
                     help="the images, for --kind thumbnails and html (default: the DATA of "
                          "the fit)")
-    pl.add_argument("--n", type=int, default=64, help="thumbnails: at most this many")
-    pl.add_argument("--zoom", type=float, default=1.0, help="thumbnails: their size")
+    pl.add_argument("--n", type=int, default=64, metavar="N",
+                    help="thumbnails: at most this many (default: 64)")
+    pl.add_argument("--zoom", type=float, default=1.0, metavar="Z",
+                    help="thumbnails: their size (default: 1)")
     pl.add_argument("--thumbnail-size", type=int, default=28, metavar="PX",
                     help="html: the longer side of the thumbnails in pixels (default: 28)")
     pl.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
                     help="html: at most N points answer hover (with thumbnails); a larger "
                          "embedding is thinned to a random sample of N and drawn whole as a "
                          "density beneath; 0: every point (default: %(default)s)")
-    pl.add_argument("--title", default=None, help="figure title")
+    pl.add_argument("--title", default=None, metavar="TEXT", help="figure title")
     pl.add_argument("--quiet", action="store_true", help="print nothing on success")
     pl.set_defaults(func=_plot)
 
@@ -508,10 +510,11 @@ def _add_write_beton_command(sub) -> None:
     wb.add_argument("out", metavar="OUT", help="the .beton file to write")
     wb.add_argument("--mode", choices=("raw", "jpg"), default="raw",
                     help="store raw pixels or JPEG (default: raw)")
-    wb.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
-    wb.add_argument("--max-resolution", type=int, default=None,
-                    help="shrink images whose longer side exceeds this")
-    wb.add_argument("--page-size", type=int, default=None,
+    wb.add_argument("--quality", type=int, default=90, metavar="Q",
+                    help="JPEG quality 1-100 (default: 90)")
+    wb.add_argument("--max-resolution", type=int, default=None, metavar="N",
+                    help="shrink images whose longer side exceeds N pixels")
+    wb.add_argument("--page-size", type=int, default=None, metavar="BYTES",
                     help="page size in bytes, a power of two (default: 2 MiB or more)")
     wb.set_defaults(func=_write_beton)
 
@@ -523,7 +526,7 @@ def _add_demo_command(sub) -> None:
                           "what 'simcne fit' writes (embedding, model, report, figures, "
                           "map.html) into --out; the same as 'simcne fit digits --preset demo "
                           "--out DIR'.")
-    demo.add_argument("--out", default="simcne-demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--out", default="simcne-demo", metavar="DIR", help="output folder (default: %(default)s)")
     demo.add_argument("--total-epochs", type=int, nargs="+", metavar="N",
                       help=f"epochs per stage (default: {DEMO['total_epochs']})")
     demo.add_argument("--quiet", action="store_true", help="no progress output")

@@ -281,6 +281,21 @@ def test_command_md_names_every_flag_of_every_subcommand():
     assert not missing, f"docs/command.md does not name: {', '.join(missing)}"
 
 
+def test_every_flag_with_a_default_says_it_in_its_help():
+    """``--help`` is the first page a user reads: a flag that does something when left out
+    says what (the fit's TSimCNE flags get it from the table, the others write it)."""
+    silent = []
+    for name, sub in _subcommands().items():
+        for action in sub._actions:
+            if (not action.option_strings or isinstance(action, argparse._HelpAction)
+                    or action.default in (None, False, argparse.SUPPRESS)):
+                continue
+            text = sub._get_formatter()._expand_help(action) if action.help else ""
+            if "default" not in text:
+                silent.append(f"simcne {name} {action.option_strings[-1]}")
+    assert not silent, f"these flags do not say their default: {', '.join(silent)}"
+
+
 def test_the_examples_of_fit_help_parse():
     from simcne.cli import FIT_EPILOG
 
