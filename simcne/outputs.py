@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+from ._version import __version__
+
 
 def _dim_names(d: int) -> list[str]:
     return ["x", "y", "z"][:d] if d <= 3 else [f"dim{i + 1}" for i in range(d)]
@@ -80,8 +82,6 @@ def versions() -> dict:
 
     import numpy as np
     import torch
-
-    from . import __version__
 
     return {"simcne": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
