@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
 
 import torch
@@ -141,8 +141,6 @@ def _one_thread_on_cpu(x: torch.Tensor):
         torch.set_num_threads(n)
 
 
-#: the settings of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change
-SETTINGS = ("crop_scale", "crop_ratio", "flip_p", "jitter", "jitter_p", "grayscale_p")
 
 
 def check_settings(settings, param: str = "data_transform") -> dict:
@@ -464,6 +462,12 @@ class Augment:
             if j == 2:
                 x = torch.where(hue, _rotate_hue(x, hue_shift), x)
         return x
+
+
+
+#: the settings of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change: its
+#: fields, but for the size (the network's image size)
+SETTINGS = tuple(f.name for f in fields(Augment) if f.init and f.name != "size")
 
 
 class BoundAugment:

@@ -526,7 +526,8 @@ def _add_demo_command(sub) -> None:
                           "what 'simcne fit' writes (embedding, model, report, figures, "
                           "map.html) into --out; the same as 'simcne fit digits --preset demo "
                           "--out DIR'.")
-    demo.add_argument("--out", default="simcne-demo", metavar="DIR", help="output folder (default: %(default)s)")
+    demo.add_argument("--out", default="simcne-demo", metavar="DIR",
+                      help="output folder (default: %(default)s)")
     demo.add_argument("--total-epochs", type=int, nargs="+", metavar="N",
                       help=f"epochs per stage (default: {DEMO['total_epochs']})")
     demo.add_argument("--quiet", action="store_true", help="no progress output")

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .augment import SETTINGS
 from .losses import LOSSES, METRICS
 from .models import BACKBONES, HEADS
 
@@ -351,8 +352,9 @@ PARAMS: dict[str, Param] = {
                       ":class:`simcne.augment.Augment` at ``image_size``. A dict changes some of "
                       "its settings and keeps the others, e.g. ``{\"flip_p\": 0, \"crop_scale\": "
                       "(0.7, 1)}`` for images that a mirror or a small crop turns into another "
-                      "class (digits, letters); its keys are ``crop_scale``, ``crop_ratio``, "
-                      "``flip_p``, ``jitter``, ``jitter_p`` and ``grayscale_p``. Being plain "
+                      "class (digits, letters); its keys are "
+                      + ", ".join(f"``{k}``" for k in SETTINGS[:-1]) + f" and ``{SETTINGS[-1]}``. "
+                      "Being plain "
                       "data, it is stored in model files and checkpoints. A callable receives a "
                       "float batch (B, C, H, W) in [0, 1] on the training device and returns one "
                       "view (B, C, *image_size); it is called twice a batch.")),
