@@ -292,7 +292,7 @@ def load_init(est, model, stage: int) -> str:
             f"{where} was trained on images of {size[0]}x{size[1]}, but this fit sees "
             f"{est.image_size_[0]}x{est.image_size_[1]}: pass image_size={list(size)} to "
             "train at its size.")
-    for name in ("model", "backbone", "projection_head"):
+    for name in MODULE_PARAMS:
         ours, theirs = getattr(est, name), theirs_params.get(name)
         if isinstance(ours, nn.Module) or name in modules:
             if isinstance(ours, nn.Module) != (name in modules):
