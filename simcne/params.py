@@ -129,6 +129,8 @@ class ListOf(Constraint):
     text: str
     most: int = 3
     least: int = 1
+    #: a value per stage, checked against ``total_epochs`` (made by :func:`per_stage`)
+    per_stage: bool = False
 
     def __call__(self, value) -> bool:
         return (isinstance(value, (list, tuple)) and self.least <= len(value) <= self.most
@@ -161,7 +163,12 @@ def instance(kind, text: str) -> Check:
 
 def per_stage(item: Constraint, plural: str) -> ListOf:
     """A list with a value per stage (checked against ``total_epochs`` in :func:`validate`)."""
-    return ListOf(item, f"a list of {plural}, one per stage")
+    return ListOf(item, f"a list of {plural}, one per stage", per_stage=True)
+
+
+def _takes_per_stage(c: Constraint) -> bool:
+    return (isinstance(c, ListOf) and c.per_stage) or (
+        isinstance(c, AnyOf) and any(_takes_per_stage(part) for part in c.parts))
 
 
 def _device_name(value) -> bool:
@@ -585,6 +592,8 @@ MODULE_PARAMS = tuple(n for n, p in PARAMS.items() if p.module)
 PYTHON_ONLY = tuple(n for n, p in PARAMS.items() if p.cli is None and p.flag is None)
 #: parameters the command line gives, flag by flag
 CLI_PARAMS = {n: p for n, p in PARAMS.items() if p.cli is not None}
+#: parameters that take a list with a value per stage (:func:`per_stage`)
+PER_STAGE_PARAMS = tuple(n for n, p in PARAMS.items() if _takes_per_stage(p.constraint))
 
 
 def error(name: str, allowed: str, got) -> ValueError:
@@ -617,7 +626,7 @@ def _check_across(params: dict) -> None:
         check_settings(params["data_transform"])
     epochs = params["total_epochs"]
     epochs = [epochs] if is_int(epochs) else list(epochs)
-    for name in ("lr", "warmup", "exaggeration"):
+    for name in PER_STAGE_PARAMS:
         value = params[name]
         if isinstance(value, (list, tuple)) and len(value) < len(epochs):
             raise ValueError(

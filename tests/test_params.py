@@ -190,3 +190,16 @@ def test_unknown_loss_is_one_line_naming_loss(tiny):
         TSimCNE(loss="hinge").fit(tiny[0])
     assert str(info.value) == ("The 'loss' parameter of TSimCNE must be 'infonce'. "
                                "Got 'hinge' instead.")
+
+
+def test_per_stage_parameters_come_from_the_table_and_need_every_stage():
+    """The parameters with a value per stage are found in the table (per_stage), not
+    listed by hand; each must give a value for every stage that total_epochs runs."""
+    from simcne.params import PER_STAGE_PARAMS
+
+    assert PER_STAGE_PARAMS == ("lr", "warmup", "exaggeration")
+    short = {"lr": [0.1, 0.1], "warmup": [1, 0], "exaggeration": [1.0, 2.0]}
+    for name, value in short.items():
+        with pytest.raises(ValueError, match=rf"'{name}' parameter .* each of the 3 stages"):
+            TSimCNE(total_epochs=[5, 5, 5], **{name: value})._validate_params()
+        TSimCNE(total_epochs=[5, 5], **{name: value})._validate_params()  # two stages: enough
