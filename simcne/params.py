@@ -262,12 +262,23 @@ class Param:
     convert: Callable | None = None
     free: bool = False
     module: bool = False
+    #: the flag offers the values of its ``Options`` constraint as argparse choices
+    choices: bool = False
     #: the flag that gives it in another form (verbose: --quiet), where it has no own flag
     flag: str | None = None
     #: its type and its description, as the estimator's docstring shows them (numpydoc)
     kind: str = ""
     doc: str = ""
     name: str = field(default="", init=False)
+
+    def __post_init__(self):
+        # a set of values is written once, in the constraint: the docstring's kind and
+        # the flag's choices are read from it
+        options = self.constraint.values if isinstance(self.constraint, Options) else None
+        if options is not None and not self.kind:
+            self.kind = "{" + ", ".join(f'"{v}"' for v in options) + "}"
+        if self.choices:
+            self.cli = {**(self.cli or {}), "choices": tuple(options)}
 
 
 _FLOAT_POS = Interval(float, 0, None, "neither")
@@ -281,7 +292,6 @@ PARAMS: dict[str, Param] = {
                       "is replaced in stage 2.")),
     "loss": Param(Options(LOSSES), f"the contrastive loss ({', '.join(map(repr, LOSSES))})",
                   dict(type=str, metavar="NAME"),
-                 kind="{" + ", ".join(f'"{name}"' for name in LOSSES) + "}",
                  doc="The contrastive loss."),
     "metric": Param(none_or(Options(METRICS)),
                     "similarity of the loss: none/euclidean (Cauchy kernel, t-SimCNE), cosine "
@@ -403,7 +413,6 @@ PARAMS: dict[str, Param] = {
                  doc="Output dimension in stage 1."),
     "optimizer": Param(Options(("sgd", "adam", "adamw")), "sgd, adam or adamw",
                        dict(type=str, metavar="NAME"),
-                 kind="{\"sgd\", \"adam\", \"adamw\"}",
                  doc=""),
     "lr": Param(AnyOf((Options(("auto_batch",)), _FLOAT_POS,
                        per_stage(_FLOAT_POS, "floats > 0"))),
@@ -462,8 +471,7 @@ PARAMS: dict[str, Param] = {
     "out_layer_init": Param(Options(("random", "pca")),
                             "the fresh out_dim layer of stage 2: random (N(0, S^2), the "
                             "paper's) or pca (the top principal components of its input, at "
-                            "the same spread)", dict(choices=("random", "pca")),
-                 kind="{\"random\", \"pca\"}",
+                            "the same spread)", choices=True,
                  doc=("How stage 2's fresh ``out_dim`` layer starts. \"random\": weights "
                       "N(0, ``out_layer_std``^2), the paper's. \"pca\": it projects onto the top "
                       "``out_dim`` principal components of its input (the head's hidden layer, "
@@ -522,8 +530,7 @@ PARAMS: dict[str, Param] = {
     "precision": Param(Options(("auto", "bf16", "fp32")),
                        "forward passes in bf16 autocast (the backbone; the head and the map "
                        "stay fp32): auto (CUDA, and CPUs with native bf16), bf16 (everywhere), "
-                       "fp32 (never)", dict(choices=("auto", "bf16", "fp32")),
-                 kind="{\"auto\", \"bf16\", \"fp32\"}",
+                       "fp32 (never)", choices=True,
                  doc=("Arithmetic of the network's forward passes (training and transform). "
                       "\"auto\" is bf16 autocast on CUDA and on CPUs with native bf16 instructions "
                       "(AVX512-BF16 or AMX-BF16, detected by "

@@ -203,3 +203,19 @@ def test_per_stage_parameters_come_from_the_table_and_need_every_stage():
         with pytest.raises(ValueError, match=rf"'{name}' parameter .* each of the 3 stages"):
             TSimCNE(total_epochs=[5, 5, 5], **{name: value})._validate_params()
         TSimCNE(total_epochs=[5, 5], **{name: value})._validate_params()  # two stages: enough
+
+
+def test_a_set_of_values_is_written_once_in_the_table():
+    """A parameter of a few named values: its docstring kind and its flag's choices are
+    read from its constraint, so they cannot disagree with what validation allows."""
+    from simcne.params import PARAMS, Options
+
+    with_options = {n: p for n, p in PARAMS.items() if isinstance(p.constraint, Options)}
+    assert {"loss", "optimizer", "out_layer_init", "precision"} <= set(with_options)
+    for name, p in with_options.items():
+        values = list(p.constraint.values)
+        assert p.kind == "{" + ", ".join(f'"{v}"' for v in values) + "}", name
+        if p.cli and "choices" in p.cli:
+            assert list(p.cli["choices"]) == values, name
+    assert PARAMS["precision"].cli["choices"] == ("auto", "bf16", "fp32")
+    assert PARAMS["out_layer_init"].cli["choices"] == ("random", "pca")
