@@ -6,8 +6,8 @@
 Why a script of its own rather than pdoc, Sphinx or mkdocstrings: the docstrings are
 numpydoc plain text (``TSimCNE``'s Parameters section is itself made from the parameter
 table), and one Markdown page that GitHub shows as it is needs no build step, no theme and
-no extra dependency (this project's machines could install none of the three). It uses
-only :mod:`inspect`: each public name's signature and docstring, as written. Sphinx with
+no extra dependency for a contributor to install (all three are packages of their own, with
+their own plugins and themes). It uses only :mod:`inspect`: each public name's signature and docstring, as written. Sphinx with
 numpydoc (what scikit-learn uses) is the step up if the docs get a website; its input would
 be the same docstrings. The test suite runs ``--check`` (tests/test_docs.py), so a changed
 docstring or a new public name shows up as a stale page until this script is run.
