@@ -95,6 +95,63 @@ def _stage2_trains_head() -> None:
     estimator.TSimCNE._stage = _stage
 
 
+def _hard_negatives(weight: float, mode: str) -> None:
+    """Make stages 2-3 train on hard negatives (an experiment, not an option of simcne;
+    measured: no better, BENCHMARKS.md). Half of each batch is a draw of the epoch's images,
+    the other half one partner each, drawn by ``mode`` from the stage-1 backbone features:
+    ``midnear``, the second most similar (cosine) of 6 random images (PaCMAP's mid-near
+    pairs, used as ParamRepulsor's hard negatives); ``random``, any image. Each (image,
+    partner) pair in both views adds ``weight * log(1 + 1 / d^2)`` (the repulsive term
+    ``-log(1 - q)`` of a NEG-style loss with the Cauchy kernel ``q``) to the mean InfoNCE
+    loss; with ``weight=0`` only the batches change."""
+    import torch.nn.functional as F
+
+    import simcne.estimator as estimator
+    import simcne.train as train
+
+    state: dict = {"h": None}
+    epoch_chunks, stage_fn = train._epoch_chunks, estimator.TSimCNE._stage
+
+    def partners(images, gen):
+        h = state["h"]
+        if mode == "random":
+            return torch.randint(0, len(h), (len(images),), generator=gen)
+        cand = torch.randint(0, len(h), (len(images), 6), generator=gen)
+        sims = (h[images][:, None, :] * h[cand]).sum(-1)
+        sims[cand == images[:, None]] = -9.0  # never the image itself
+        second = sims.argsort(1, descending=True)[:, 1]
+        return cand[torch.arange(len(images)), second]
+
+    def chunks(order, steps, batch_size, stage, generator):
+        if stage.number == 1:
+            return epoch_chunks(order, steps, batch_size, stage, generator)
+        half = batch_size // 2
+        images = order[: steps * half].cpu()
+        other = partners(images, generator)
+        return (torch.cat([images[i * half:(i + 1) * half], other[i * half:(i + 1) * half]])
+                for i in range(steps)), None
+
+    def with_repulsion(loss_fn):
+        def loss(z, **more):
+            half = z.shape[0] // 4
+            v = z.float().view(2, 2, half, -1)  # view, (image | partner), row
+            d2 = ((v[:, 0] - v[:, 1]) ** 2).sum(-1)
+            return loss_fn(z, **more) + weight * torch.log1p(1.0 / (d2 + 1e-4)).mean()
+        return loss
+
+    def _stage(self, number, first, model, store, stages, run, keeper, only=None):
+        if first <= number <= len(stages) and number >= 2:
+            if state["h"] is None:
+                _, h = self._embed(store, backbone_features=True)
+                state["h"] = F.normalize(torch.as_tensor(np.asarray(h), dtype=torch.float32), dim=1)
+            st = stages[number - 1]
+            if not getattr(st, "hard", False):
+                st.loss_fn, st.hard = with_repulsion(st.loss_fn), True
+        return stage_fn(self, number, first, model, store, stages, run, keeper, only=only)
+
+    train._epoch_chunks, estimator.TSimCNE._stage = chunks, _stage
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fmnist10k")
@@ -111,6 +168,11 @@ def main(argv=None):
     ap.add_argument("--stage2-head", action="store_true",
                     help="an experiment, not an option of simcne: stage 2 trains the whole "
                          "projection head (its hidden layer too), not only the new layer")
+    ap.add_argument("--hard-negatives", type=float, default=None, metavar="WEIGHT",
+                    help="an experiment, not an option of simcne: stages 2-3 on batches of "
+                         "images and their mid-near partners, each pair repelled with this "
+                         "weight (see _hard_negatives)")
+    ap.add_argument("--hard-mode", choices=["midnear", "random"], default="midnear")
     ap.add_argument("--out", default="/tmp/simcne-recipes/results.jsonl")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -118,6 +180,8 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     if a.stage2_head:
         _stage2_trains_head()
+    if a.hard_negatives is not None:
+        _hard_negatives(a.hard_negatives, a.hard_mode)
     X, labels, base = load_dataset(a.dataset)
     base = {k: v for k, v in base.items() if k != "total_epochs"}
     extra = json.loads(a.params)
@@ -132,7 +196,8 @@ def main(argv=None):
             Y = TSimCNE(**params).fit_transform(X)
             secs = time.perf_counter() - t
             knn, spread = score(Y, labels)
-            name = v + ("+head2" if a.stage2_head else "")
+            name = v + ("+head2" if a.stage2_head else "") + (
+                "" if a.hard_negatives is None else f"+hn{a.hard_negatives:g}-{a.hard_mode}")
             row = dict(dataset=a.dataset, seed=seed, variant=name, knn=knn, spread=spread,
                        seconds=secs, stage1=a.stage1, stage2=a.stage2, stage3=a.stage3,
                        stage1_seed=stage1_seed,
