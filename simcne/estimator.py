@@ -768,4 +768,6 @@ def default_training(**settings) -> Training:
     The values come from TSimCNE's signature, the one source of defaults."""
     params = TSimCNE().get_params()
     shared = ("optimizer", "momentum", "weight_decay", "grad_clip", "precision", "compile")
-    return Training(**{**{name: params[name] for name in shared}, **settings})
+    given = {name: params[name] for name in shared}
+    given.update(callbacks=tuple(params["callbacks"] or ()), verbose=int(params["verbose"]))
+    return Training(**{**given, **settings})

@@ -71,8 +71,10 @@ class Training:
     once by the caller (True/False; the names of :func:`uses_bf16` are read too).
     ``augment`` with a ``two_views`` method (:meth:`simcne.augment.Augment.bind`) makes
     both views of a batch in one call, from the uint8 batch. The optimiser's and the step's
-    settings have no defaults here: TSimCNE's signature is their one source (the estimator
-    passes its parameters; :func:`simcne.estimator.default_training` fills them from it).
+    settings, ``callbacks`` and ``verbose`` have no defaults here: TSimCNE's signature is their
+    one source (the estimator passes its parameters; :func:`simcne.estimator.default_training`
+    fills them from it). Only the hooks (``history``, ``on_epoch_end``, ``step_bytes``) are
+    optional.
     """
 
     batch_size: int
@@ -85,8 +87,8 @@ class Training:
     grad_clip: float | None
     precision: bool | str
     compile: bool
-    callbacks: Sequence = ()
-    verbose: int = 0
+    callbacks: Sequence
+    verbose: int
     history: list | None = None
     on_epoch_end: Callable | None = None
     step_bytes: int | None = None
