@@ -10,6 +10,11 @@ setting (BENCHMARKS.md). A point's thumbnail is cut out of its page when the poi
 hovered: the JavaScript of our own is that cut-out (a few lines in a bokeh
 ``CustomJSHover``), the choice between WebGL and canvas, and the 3-D rotation.
 
+The page is written as a stream: bokeh renders it with a placeholder for each atlas page's
+URL, and each page is made, base64-encoded and written in its place in turn, so that no
+string holds the whole page and at most one atlas page is in memory (writing a map of
+1,000,000 points takes less private memory than twice the page's size; BENCHMARKS.md).
+
 Bokeh has no 3-D plots. For ``out_dim=3`` the map shows the points projected by a rotation
 that dragging changes (a bokeh ``CustomJS`` on pan events recomputes the projected
 coordinates); zoom, legend and hover are the 2-D map's. Embeddings of more dimensions are
