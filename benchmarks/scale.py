@@ -153,20 +153,25 @@ def folder_part(tmp: Path, n: int, lines: list) -> None:
         f"({100 * second['seconds'] / first['seconds']:.1f} % of the first); anonymous memory "
         f"after touching every image {gb(second['anon_after_touch'])}",
     ]
+    two_processes(src, cache, lines)  # what the cache is for first: a long run may stop
     plain = run(_READ, src, "off")
     assert first["sum"] == plain["sum"]
     lines.append(
         f"- without the cache (cache=False): {plain['seconds']:.1f} s, peak RSS "
         f"+{gb(plain['peak_over_start'])} ({plain['peak_over_start'] / plain['nbytes']:.2f}x)")
-    for mode in (cache, "off"):
-        procs = [subprocess.Popen([sys.executable, "-c", _READ, str(src), str(mode), "3"],
-                                  stdout=subprocess.PIPE, text=True,
-                                  env=dict(os.environ, PYTHONPATH=os.fspath(ROOT)))
-                 for _ in range(2)]
-        res = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-        anon = [r["anon_after_touch"] for r in res]
-        lines.append(f"- two processes at once, {'cache' if mode != 'off' else 'no cache'}: "
-                     f"anonymous memory {gb(anon[0])} + {gb(anon[1])} = {gb(sum(anon))}")
+    two_processes(src, "off", lines)
+
+
+def two_processes(src: Path, mode, lines: list) -> None:
+    """Two processes read ``src`` at once (as under torchrun) and hold it 3 s."""
+    procs = [subprocess.Popen([sys.executable, "-c", _READ, str(src), str(mode), "3"],
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.fspath(ROOT)))
+             for _ in range(2)]
+    res = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    anon = [r["anon_after_touch"] for r in res]
+    lines.append(f"- two processes at once, {'cache' if mode != 'off' else 'no cache'}: "
+                 f"anonymous memory {gb(anon[0])} + {gb(anon[1])} = {gb(sum(anon))}")
 
 
 def beton_part(tmp: Path, n: int, lines: list) -> None:
