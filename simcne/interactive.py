@@ -10,6 +10,11 @@ setting (BENCHMARKS.md). A point's thumbnail is cut out of its page when the poi
 hovered: the JavaScript of our own is that cut-out (a few lines in a bokeh
 ``CustomJSHover``), the choice between WebGL and canvas, and the 3-D rotation.
 
+The page is written as a stream: bokeh renders it with a placeholder for each atlas page's
+URL, and each page is made, base64-encoded and written in its place in turn, so that no
+string holds the whole page and at most one atlas page is in memory (writing a map of
+1,000,000 points takes less private memory than twice the page's size; BENCHMARKS.md).
+
 Bokeh has no 3-D plots. For ``out_dim=3`` the map shows the points projected by a rotation
 that dragging changes (a bokeh ``CustomJS`` on pan events recomputes the projected
 coordinates); zoom, legend and hover are the 2-D map's. Embeddings of more dimensions are
@@ -23,6 +28,8 @@ import html
 import io
 import math
 import os
+import re
+import uuid
 import warnings
 from pathlib import Path
 
@@ -71,6 +78,9 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096, index=No
         Thumbnail height and width (images are resized with antialiasing when they differ).
     quality : int, default=80
         WebP quality (1-100).
+    batch : int, default=4096
+        The most images read and resized at once (fewer for large images: about 16 MiB
+        of them as float32).
     index : array of int, optional
         The images to make thumbnails of, in this order (default: all); thumbnail ``i`` is
         then image ``index[i]``.
@@ -82,41 +92,57 @@ def atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096, index=No
         page ``i // per_page`` (``per_page = PAGE_GRID[0] * PAGE_GRID[1]``), at column
         ``j % cols`` and row ``j // cols`` of it, where ``j = i % per_page``.
     """
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
+    return list(iter_atlas_pages(images, thumb_hw, quality, batch, index))
 
+
+def page_columns(n: int) -> list[int]:
+    """The columns of each atlas page of ``n`` thumbnails (:func:`atlas_pages`)."""
+    cols, rows = PAGE_GRID
+    return [min(cols, n - start) for start in range(0, n, cols * rows)]
+
+
+def iter_atlas_pages(images, thumb_hw, quality: int = 80, batch: int = 4096, index=None):
+    """:func:`atlas_pages` one page at a time: only the page being made is in memory."""
     th, tw = thumb_hw
     cols, rows = PAGE_GRID
     per_page = cols * rows
     rows_of = np.arange(len(images)) if index is None else np.asarray(index, np.int64)
     n = len(rows_of)
-    channels = images.channels
-    mode = "L" if channels == 1 else "RGB"
-    pages = []
+    h, w = images.image_size
+    batch = max(1, min(int(batch), (16 << 20) // (4 * images.channels * h * w)))
     for start in range(0, n, per_page):
-        count = min(per_page, n - start)
-        page_cols = min(cols, count)
-        page_rows = math.ceil(count / page_cols)
-        grid = np.zeros((page_rows * th, page_cols * tw, 1 if channels == 1 else 3), np.uint8)
-        for b0 in range(start, start + count, batch):
-            idx = np.arange(b0, min(start + count, b0 + batch))
-            x = images.batch(rows_of[idx]).cpu()  # (B, C, H, W) uint8, from any device
-            x = x[:, :1] if channels == 1 else x[:, :3]
-            if tuple(x.shape[2:]) != (th, tw):
-                x = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True,
-                                  align_corners=False)
-                x = x.round_().clamp_(0, 255).to(torch.uint8)
-            x = x.permute(0, 2, 3, 1).numpy()
-            j = idx - start
-            r, c = j // page_cols, j % page_cols
-            for k in range(len(idx)):
-                grid[r[k] * th:(r[k] + 1) * th, c[k] * tw:(c[k] + 1) * tw] = x[k]
-        img = Image.fromarray(grid[..., 0] if channels == 1 else grid, mode)
-        buf = io.BytesIO()
-        img.save(buf, "WEBP", quality=int(quality), method=2)  # 4+: 2-5x slower, 1-3 % smaller
-        pages.append((buf.getvalue(), page_cols))
-    return pages
+        yield _atlas_page(images, rows_of[start:start + per_page], (th, tw), quality, batch)
+
+
+def _atlas_page(images, rows_of, thumb_hw, quality: int, batch: int) -> tuple[bytes, int]:
+    """One WebP page of the thumbnails of images ``rows_of``, and its number of columns."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    th, tw = thumb_hw
+    count = len(rows_of)
+    page_cols = min(PAGE_GRID[0], count)
+    page_rows = math.ceil(count / page_cols)
+    channels = images.channels
+    grid = np.zeros((page_rows * th, page_cols * tw, 1 if channels == 1 else 3), np.uint8)
+    for b0 in range(0, count, batch):
+        j = np.arange(b0, min(count, b0 + batch))
+        x = images.batch(rows_of[j]).cpu()  # (B, C, H, W) uint8, from any device
+        x = x[:, :1] if channels == 1 else x[:, :3]
+        if tuple(x.shape[2:]) != (th, tw):
+            x = F.interpolate(x.float(), size=(th, tw), mode="bilinear", antialias=True,
+                              align_corners=False)
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+        x = x.permute(0, 2, 3, 1).numpy()
+        r, c = j // page_cols, j % page_cols
+        for k in range(len(j)):
+            grid[r[k] * th:(r[k] + 1) * th, c[k] * tw:(c[k] + 1) * tw] = x[k]
+        del x  # not held while the page is encoded (WebP takes about 9 bytes a pixel)
+    img = Image.fromarray(grid[..., 0] if channels == 1 else grid, "L" if channels == 1 else "RGB")
+    buf = io.BytesIO()
+    img.save(buf, "WEBP", quality=int(quality), method=2)  # 4+: 2-5x slower, 1-3 % smaller
+    return buf.getvalue(), page_cols
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -328,9 +354,8 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
 
     The page shows the points coloured by class, with pan (drag), zoom (mouse wheel, box)
     and a legend whose entries hide and show their class when clicked. Hovering a point
-    shows its image, its index, label, class name and file name. Everything is inside the
-    one file (bokeh's JavaScript, the data, the thumbnails): it needs no server and no
-    network. Points are drawn with WebGL (bokeh falls back to a canvas without it).
+    shows its image, index, label, class name and file name. Everything (bokeh's
+    JavaScript, the data, the thumbnails) is in the one file: no server, no network.
 
     Parameters
     ----------
@@ -378,70 +403,99 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     PosixPath('map.html')
     """
     _bokeh()
-    from bokeh.document import Document
-    from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import (ColumnDataSource, CustomJS, CustomJSHover, Div, HoverTool,
-                              Legend, LegendItem, Range1d)
-    from bokeh.plotting import figure
-    from bokeh.resources import INLINE
-
-    from ._io import atomic_path
-
     Y, store, labels, class_names, files = _check_inputs(
         embedding, images, labels, class_names, files, thumbnail_size, quality)
     n, d = Y.shape
+    shown, point_size, note = _drawn(n, d, point_size, max_points)
+    thinned = len(shown) < n
+    klass, texts, names = (_classes(labels, class_names) if labels is not None
+                           else (np.zeros(n, np.int32), [""], [""]))
+    token = f"simcne-atlas-{uuid.uuid4().hex}-"
+    atlas, thumb_hw, pages = _thumbnails(store, shown, thinned, thumbnail_size, quality, token)
+    p = _figure(d == 3)
+    sources, renderers = _draw_classes(p, _coordinates(Y), klass, shown, point_size,
+                                       texts, names, labels is not None)
+    _add_hover(p, renderers, atlas, thumb_hw, store is not None,
+               klass[shown] if labels is not None else None, texts, names,
+               None if files is None else [files[i] for i in shown], thinned)
+    if d == 3:
+        _add_rotation(p, sources)
+    heading, header = _header(title, n, len(shown), len(texts), labels is not None, d == 3,
+                              store is not None, note)
+    parts = _render(header, p, atlas, len(shown), heading, token)
+    # what the page's text holds is no longer needed while the thumbnails are made
+    del header, p, atlas, sources, renderers, klass
+    return _write_page(path, parts, pages)
+
+
+def _thumbnails(store, shown, thinned: bool, thumbnail_size: int, quality: int, token: str):
+    """(atlas, (th, tw), pages): the data source of the atlas pages, whose URLs are
+    placeholders (``token`` and the page's number) that :func:`_write_page` replaces by
+    the pages that ``pages`` makes one at a time; the thumbnails' height and width."""
+    from bokeh.models import ColumnDataSource
+
+    th = tw = 1
+    cols, pages = [], iter(())
+    if store is not None:
+        th, tw = thumbnail_shape(store.image_size, thumbnail_size)
+        cols = page_columns(len(shown))
+        pages = iter_atlas_pages(store, (th, tw), quality, index=shown if thinned else None)
+    atlas = ColumnDataSource(dict(url=[f"{token}{k}" for k in range(len(cols))], cols=cols))
+    return atlas, (th, tw), pages
+
+
+def _add_hover(p, renderers, atlas, thumb_hw, has_images, klass, texts, names, files,
+               thinned) -> None:
+    """The hover box: the thumbnail cut out of its atlas page, index, label, class, file.
+    ``klass`` and ``files`` are those of the points drawn, in their order (or None)."""
+    from bokeh.models import CustomJSHover, HoverTool
+
+    th, tw = thumb_hw
+    formatter = CustomJSHover(code=_FORMATTER_JS, args=dict(
+        atlas=atlas, klass=klass if klass is not None else np.zeros(0, np.int32),
+        texts=texts, names=names, per_page=PAGE_GRID[0] * PAGE_GRID[1], th=th, tw=tw,
+        BLANK=_BLANK,
+        # one string: bokeh walks lists item by item (5 s for 70,000 names)
+        files="\n".join(f.replace("\n", " ") for f in files) if files else ""))
+    scale = max(1, round(84 / max(th, tw)))  # shown at about 84 pixels, whole multiples
+    p.add_tools(HoverTool(
+        renderers=renderers, tooltips=_tooltip(
+            th, tw, (th * scale, tw * scale), has_images, klass is not None,
+            klass is not None and any(names), files is not None,
+            "@slot" if thinned else "@index"),
+        formatters={"@index": formatter, "@slot": formatter}, point_policy="follow_mouse",
+        limit=1, attachment="right"))
+
+
+def _drawn(n: int, d: int, point_size, max_points):
+    """(shown, point_size, note): the points drawn as markers (all, or a random sample in
+    the embedding's order), their size, and the page's note on dimensions beyond 3 (also
+    a warning)."""
     if max_points is not None and not (isinstance(max_points, (int, np.integer))
                                        and not isinstance(max_points, bool) and max_points >= 1):
         raise ValueError(f"The 'max_points' parameter of interactive_map must be None or an "
                          f"int >= 1. Got {max_points!r} instead.")
-    thinned = max_points is not None and n > max_points
-    # the points drawn as markers: all, or a random sample (in the embedding's order)
-    shown = (np.sort(np.random.default_rng(0).choice(n, int(max_points), replace=False))
-             if thinned else np.arange(n))
-    if point_size is None:
-        point_size = float(np.clip(420.0 / math.sqrt(len(shown)), 2.5, 10.0))
-    elif not (isinstance(point_size, (int, float, np.number)) and point_size > 0):
+    if point_size is not None and not (isinstance(point_size, (int, float, np.number))
+                                       and point_size > 0):
         raise ValueError(f"The 'point_size' parameter of interactive_map must be a number "
                          f"> 0. Got {point_size!r} instead.")
+    shown = (np.sort(np.random.default_rng(0).choice(n, int(max_points), replace=False))
+             if max_points is not None and n > max_points else np.arange(n))
+    if point_size is None:
+        point_size = float(np.clip(420.0 / math.sqrt(len(shown)), 2.5, 10.0))
     note = ""
     if d > 3:
         note = (f"The embedding has {d} dimensions: this map shows the first two "
                 "(dimensions 1 and 2).")
-        warnings.warn(note, stacklevel=2)
-    three_d = d == 3
-    Y = Y.astype(np.float64)
+        warnings.warn(note, stacklevel=3)
+    return shown, point_size, note
 
-    if labels is not None:
-        klass, texts, names = _classes(labels, class_names)
-    else:
-        klass, texts, names = np.zeros(n, np.int32), [""], [""]
-    n_classes = len(texts)
-    has_names = labels is not None and any(names)
 
-    # thumbnails
-    per_page = PAGE_GRID[0] * PAGE_GRID[1]
-    th = tw = 1
-    pages = []
-    if store is not None:
-        th, tw = thumbnail_shape(store.image_size, thumbnail_size)
-        pages = atlas_pages(store, (th, tw), quality=quality, index=shown if thinned else None)
-    scale = max(1, round(84 / max(th, tw)))  # shown at about 84 pixels, whole multiples
-    atlas = ColumnDataSource(dict(
-        url=["data:image/webp;base64," + base64.b64encode(p).decode("ascii")
-             for p, _ in pages],
-        cols=[c for _, c in pages]))
-    meta_args = dict(atlas=atlas,
-                     klass=klass[shown] if labels is not None else np.zeros(0, np.int32),
-                     texts=texts, names=names, per_page=per_page, th=th, tw=tw, BLANK=_BLANK,
-                     # one string: bokeh walks lists item by item (5 s for 70,000 names)
-                     files="\n".join(files[i].replace("\n", " ") for i in shown)
-                     if files else "")
-    formatter = CustomJSHover(args=meta_args, code=_FORMATTER_JS)
+def _figure(three_d: bool):
+    """The empty plot: WebGL, no axes, pan (2-D) and zoom."""
+    from bokeh.models import Range1d
+    from bokeh.plotting import figure
 
-    # the figure
-    heading = title if title is not None else (
-        f"t-SimCNE map of {n:,} images" + (" (3-D)" if three_d else ""))
     tools = "wheel_zoom,reset" if three_d else "pan,wheel_zoom,box_zoom,reset"
     p = figure(output_backend="webgl", tools=tools, active_scroll="wheel_zoom",
                match_aspect=True, sizing_mode="stretch_both", min_height=300,
@@ -449,26 +503,44 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
     p.axis.visible = False
     p.grid.visible = False
     p.outline_line_color = "#cccccc"
-    index = np.arange(n, dtype=np.int32)
     if three_d:
-        P = Y - Y.mean(axis=0)
-        # the view holds the sphere of 98 % of the points, whatever way it is turned
-        radius = float(np.quantile(np.sqrt((P ** 2).sum(axis=1)), 0.98)) or 1.0
-        P = P / radius
-        x, y = _project(P, _YAW0, _PITCH0)
         p.x_range = Range1d(-1.15, 1.15)
         p.y_range = Range1d(-1.15, 1.15)
-    else:
-        x, y = Y[:, 0], Y[:, 1]
-    colors = _palette(n_classes) if labels is not None else ["#4d4d4d"]
-    sources, renderers, items = [], [], []
-    density = _density(x, y, klass, colors) if thinned and not three_d else None
-    for c in range(n_classes):
+    return p
+
+
+def _coordinates(Y):
+    """(x, y, P): the map's coordinates of every point and, for a 3-D embedding, the points
+    centred and scaled (P, float64) that x and y project; else P is None and x, y are the
+    first two columns of ``Y`` as they are (no copy)."""
+    if Y.shape[1] != 3:
+        return Y[:, 0], Y[:, 1], None
+    P = Y.astype(np.float64)
+    P -= P.mean(axis=0)
+    # the view holds the sphere of 98 % of the points, whatever way it is turned
+    radius = float(np.quantile(np.sqrt((P ** 2).sum(axis=1)), 0.98)) or 1.0
+    P /= radius
+    x, y = _project(P, _YAW0, _PITCH0)
+    return x, y, P
+
+
+def _draw_classes(p, coordinates, klass, shown, point_size, texts, names, legend: bool):
+    """A scatter of each class's shown points, the density of all its points beneath when
+    they are thinned (2-D), and the legend: the data sources and the scatter renderers."""
+    from bokeh.models import ColumnDataSource
+
+    x, y, P = coordinates
+    thinned = len(shown) < len(x)
+    colors = _palette(len(texts)) if legend else ["#4d4d4d"]
+    density = _density(x, y, klass, colors) if thinned and P is None else None
+    sources, renderers, shades = [], [], []
+    for c, colour in enumerate(colors):
         m = shown[klass[shown] == c]
-        data = dict(x=x[m], y=y[m], index=index[m])
+        data = dict(x=np.asarray(x[m], np.float64), y=np.asarray(y[m], np.float64),
+                    index=m.astype(np.int32))
         if thinned:  # the place of each marker among those drawn: its thumbnail, label, file
             data["slot"] = np.flatnonzero(klass[shown] == c).astype(np.int32)
-        if three_d:
+        if P is not None:
             data.update(x3=P[m, 0], y3=P[m, 1], z3=P[m, 2])
         src = ColumnDataSource(data)
         shade = None
@@ -476,67 +548,109 @@ def interactive_map(embedding, images=None, labels=None, class_names=None, files
             url, box = density[c]
             shade = p.image_url(url=[url], x=box[0], y=box[1], w=box[2], h=box[3],
                                 anchor="bottom_left", name=f"density-{c}")
-        r = p.scatter("x", "y", source=src, marker=_MARKER, size=point_size, fill_color=colors[c],
+        r = p.scatter("x", "y", source=src, marker=_MARKER, size=point_size, fill_color=colour,
                       line_color=None, fill_alpha=0.75, name=f"class-{c}")
         sources.append(src)
         renderers.append(r)
-        if labels is not None:
-            text = texts[c] + (f"  {names[c]}" if names[c] and names[c] != texts[c] else "")
-            text = text.replace("$$", "$\u200b$")  # "$$...$$" would be math: MathJax, a CDN
-            items.append(LegendItem(label=text, renderers=[r] + ([shade] if shade else [])))
-    if items:
-        ncols = max(1, math.ceil(len(items) / 28))
-        legend = Legend(items=items, click_policy="hide", ncols=ncols, label_text_font_size="11pt",
-                        glyph_height=16, glyph_width=16, title="click to hide / show")
-        p.add_layout(legend, "right")
-    hover = HoverTool(renderers=renderers, tooltips=_tooltip(
-        th, tw, (th * scale, tw * scale), store is not None, labels is not None, has_names,
-        files is not None, "@slot" if thinned else "@index"),
-        formatters={"@index": formatter, "@slot": formatter}, point_policy="follow_mouse",
-        limit=1, attachment="right")
-    p.add_tools(hover)
-    if three_d:
-        ends = np.eye(3) * 0.35
-        ex, ey = _project(ends, _YAW0, _PITCH0)
-        axes_src = ColumnDataSource(dict(
-            ex=ends[:, 0], ey=ends[:, 1], ez=ends[:, 2], xs=[[0.0, v] for v in ex],
-            ys=[[0.0, v] for v in ey], tx=list(ex), ty=list(ey), name=["1", "2", "3"]))
-        p.multi_line("xs", "ys", source=axes_src, line_color="#888888", line_width=1.5)
-        p.text("tx", "ty", text="name", source=axes_src, text_color="#666666",
-               text_font_size="10pt", x_offset=3)
-        rotate = CustomJS(args=dict(sources=sources, axes=axes_src, view3d=p, yaw0=_YAW0,
-                                    pitch0=_PITCH0), code=_ROTATE_JS)
-        p.js_on_event("pan", rotate)
+        shades.append(shade)
+    if legend:
+        _add_legend(p, renderers, shades, texts, names)
+    return sources, renderers
+
+
+def _add_legend(p, renderers, shades, texts, names) -> None:
+    """The legend: an entry per class that hides and shows its points and density."""
+    from bokeh.models import Legend, LegendItem
+
+    items = []
+    for r, shade, label, name in zip(renderers, shades, texts, names):
+        text = label + (f"  {name}" if name and name != label else "")
+        text = text.replace("$$", "$\u200b$")  # "$$...$$" would be math: MathJax, a CDN
+        items.append(LegendItem(label=text, renderers=[r] + ([shade] if shade else [])))
+    legend = Legend(items=items, click_policy="hide", ncols=max(1, math.ceil(len(items) / 28)),
+                    label_text_font_size="11pt", glyph_height=16, glyph_width=16,
+                    title="click to hide / show")
+    p.add_layout(legend, "right")
+
+
+def _add_rotation(p, sources) -> None:
+    """3-D: the three axes drawn from the centre, and dragging rotates the view."""
+    from bokeh.models import ColumnDataSource, CustomJS
+
+    ends = np.eye(3) * 0.35
+    ex, ey = _project(ends, _YAW0, _PITCH0)
+    axes_src = ColumnDataSource(dict(
+        ex=ends[:, 0], ey=ends[:, 1], ez=ends[:, 2], xs=[[0.0, v] for v in ex],
+        ys=[[0.0, v] for v in ey], tx=list(ex), ty=list(ey), name=["1", "2", "3"]))
+    p.multi_line("xs", "ys", source=axes_src, line_color="#888888", line_width=1.5)
+    p.text("tx", "ty", text="name", source=axes_src, text_color="#666666",
+           text_font_size="10pt", x_offset=3)
+    rotate = CustomJS(args=dict(sources=sources, axes=axes_src, view3d=p, yaw0=_YAW0,
+                                pitch0=_PITCH0), code=_ROTATE_JS)
+    p.js_on_event("pan", rotate)
+
+
+def _header(title, n, n_shown, n_classes, has_labels, three_d, has_images, note):
+    """(heading, line): the page's title and the line above the map: the title, what it
+    shows and how to use it."""
+    from bokeh.models import Div
+
+    heading = title if title is not None else (
+        f"t-SimCNE map of {n:,} images" + (" (3-D)" if three_d else ""))
     how = ("drag to rotate, scroll to zoom" if three_d else "drag to pan, scroll to zoom")
-    how += ", hover a point to see " + ("its image" if store is not None else "which it is")
-    if items:
+    how += ", hover a point to see " + ("its image" if has_images else "which it is")
+    if has_labels:
         how += ", click a legend entry to hide or show its class"
-    summary = f"{n:,} points" + (f", {n_classes} classes" if labels is not None else "")
-    if thinned:
-        summary += (f" ({len(shown):,} of them, a random sample, drawn as points that answer "
+    summary = f"{n:,} points" + (f", {n_classes} classes" if has_labels else "")
+    if n_shown < n:
+        summary += (f" ({n_shown:,} of them, a random sample, drawn as points that answer "
                     "hover" + ("; all as a density beneath)" if not three_d else ")"))
-    header = Div(text=(
+    return heading, Div(text=(
         f'<div style="font: 14px sans-serif"><b style="font-size: 16px">'
         f"{html.escape(heading)}</b> &nbsp; {summary}; {how}."
         + (f'<div class="simcne-note" style="color: #a04000; margin-top: 2px">'
            f"{html.escape(note)}</div>" if note else "") + "</div>"),
         sizing_mode="stretch_width")
+
+
+def _render(header, p, atlas, n_points, heading, token) -> list[str]:
+    """The page's text as bokeh renders it, split at the placeholders of the atlas pages'
+    URLs (``token`` and the page's number): text, "0", text, "1", ..., text."""
+    from bokeh.core.templates import get_env
+    from bokeh.document import Document
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import CustomJS
+    from bokeh.resources import INLINE
+
     doc = Document()
     doc.add_root(column(header, p, sizing_mode="stretch_both"))
-    doc.js_on_event("document_ready", CustomJS(args=dict(atlas=atlas, n_points=len(shown)),
+    doc.js_on_event("document_ready", CustomJS(args=dict(atlas=atlas, n_points=n_points),
                                                code=_PRELOAD_JS))
-    from bokeh.core.templates import get_env
-
     template = get_env().from_string(
         '{% extends "file.html.jinja" %}{% block preamble %}' + _BACKEND_JS
         + "{% endblock %}")
-    del pages, density
-    text = file_html(doc, resources=INLINE, title=heading, template=template)
-    doc = atlas = formatter = None  # the page's text is all that is left to write
+    parts = re.split(re.escape(token) + r"(\d+)",
+                     file_html(doc, resources=INLINE, title=heading, template=template))
+    if parts[1::2] != [str(k) for k in range(len(atlas.data["url"]))]:
+        raise RuntimeError("bokeh did not write each thumbnail page's place once, in order")
+    doc.clear()
+    return parts
+
+
+def _write_page(path, parts: list[str], pages) -> Path:
+    """Write the page's text with each atlas page in its place, made and encoded one at a
+    time, to a temporary file that then replaces ``path``."""
+    from ._io import atomic_path
+
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(parts[0].encode("utf-8"))
+        for k, (page, _) in enumerate(pages):
+            f.write(b"data:image/webp;base64,")
+            for a in range(0, len(page), 3 << 16):  # whole groups of 3 bytes: no padding
+                f.write(base64.b64encode(page[a:a + (3 << 16)]))
+            f.write(parts[2 * k + 2].encode("utf-8"))
     return path
 
 
@@ -554,11 +668,12 @@ def _density(x, y, klass, colors, px: int = DENSITY_PX):
     x0, y0, span = x0 - pad, y0 - pad, span + 2 * pad
     w = max(1, round(px * (x1 - x0 + pad) / span))
     h = max(1, round(px * (y1 - y0 + pad) / span))
-    cx = np.clip(((x - x0) / span * px).astype(np.int64), 0, w - 1)
-    cy = np.clip(((y - y0) / span * px).astype(np.int64), 0, h - 1)
     alpha = np.rint(255 * (1 - 0.6 ** np.arange(16))).astype(np.uint8)  # by count
-    cell = (cy * w + cx).astype(np.int32)
-    del cx, cy
+    cell = np.empty(len(x), np.int32)  # each point's pixel, 2**16 points at a time
+    for a in range(0, len(x), 1 << 16):
+        cx = ((np.asarray(x[a:a + (1 << 16)], np.float64) - x0) / span * px).astype(np.int64)
+        cy = ((np.asarray(y[a:a + (1 << 16)], np.float64) - y0) / span * px).astype(np.int64)
+        cell[a:a + (1 << 16)] = np.clip(cy, 0, h - 1) * w + np.clip(cx, 0, w - 1)
     out = []
     for c, colour in enumerate(colors):
         count = np.bincount(cell[klass == c], minlength=w * h).reshape(h, w)[::-1]
@@ -566,7 +681,7 @@ def _density(x, y, klass, colors, px: int = DENSITY_PX):
             out.append(None)
             continue
         # a palette image: one colour at 16 opacities, a few kB for a mostly empty map
-        img = Image.fromarray(np.minimum(count, 15).astype(np.uint8), "P")
+        img = Image.fromarray(np.minimum(count, 15, out=count).astype(np.uint8), "P")
         rgb = [int(colour[k:k + 2], 16) for k in (1, 3, 5)]
         img.putpalette(rgb * 16, "RGB")
         buf = _io.BytesIO()

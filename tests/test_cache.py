@@ -81,6 +81,23 @@ def test_a_changed_file_rebuilds_the_entry(tmp_path, counted):
     assert len(read_path(src, cache=tmp_path / "c")) == 13
 
 
+def test_the_key_is_the_readers_file_list(tmp_path, counted):
+    """The key lists what the reader reads: a renamed file of the same size and time is
+    noticed, a file the reader leaves out (not an image, hidden) is not."""
+    src = _folder(tmp_path / "imgs")
+    read_path(src, cache=tmp_path / "c")
+    (src / "a" / "notes.txt").write_text("not an image")
+    (src / "a" / ".hidden.png").write_bytes(b"left out")
+    assert read_path(src, cache=tmp_path / "c").meta["cache"]["hit"] is True
+    f = src / "b" / "000.png"
+    st = f.stat()
+    f.rename(src / "b" / "000b.png")
+    os.utime(src / "b" / "000b.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    moved = read_path(src, cache=tmp_path / "c")
+    assert moved.meta["cache"]["hit"] is False and len(counted) == 24
+    assert "b/000b.png" in moved.paths and "b/000.png" not in moved.paths
+
+
 def test_no_cache_writes_nothing(tmp_path):
     src = _folder(tmp_path / "imgs")
     store = read_path(src, cache=False)

@@ -1,4 +1,5 @@
-"""Issue 29: no two modules of simcne import each other, at module level or in a function."""
+"""Issue 29, the shape of the code: no two modules of simcne import each other, at module
+level or in a function; no function is longer than 80 lines (docstring included)."""
 
 import ast
 from pathlib import Path
@@ -52,3 +53,14 @@ def test_no_import_cycles():
 
     cycles = sorted(m for m in edges if m in reach(m))
     assert not cycles, f"modules on an import cycle: {cycles}"
+
+
+def test_no_function_over_80_lines():
+    long = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{f.relative_to(PACKAGE.parent)}: {node.name} ({lines} lines)")
+    assert not long, "split these by what they do: " + "; ".join(long)

@@ -99,6 +99,26 @@ def test_atlas_pages_hold_each_thumbnail_where_the_page_says():
         assert np.abs(tile - X[i]).mean() < 6, i
 
 
+def test_the_page_holds_each_atlas_page_in_its_place(tmp_path):
+    """The pages are written into the page as it streams to the file (issue 28): each URL
+    is the page atlas_pages makes, in order, and no placeholder is left."""
+    import json
+
+    from simcne.data import load
+
+    n = PAGE_GRID[0] * PAGE_GRID[1] + 70  # two pages
+    X = _images(n, size=8, seed=1)
+    Y = np.random.default_rng(0).normal(size=(n, 2))
+    text = interactive_map(Y, X, path=tmp_path / "m.html", quality=90,
+                           max_points=None).read_text(encoding="utf-8")
+    assert "simcne-atlas-" not in text
+    urls = re.findall(r'\["url",\[("data:image/webp;base64,[^"]*"(?:,"[^"]*")*)\]\]', text)
+    assert len(urls) == 1
+    urls = json.loads("[" + urls[0] + "]")
+    pages = atlas_pages(load(X), (8, 8), quality=90)
+    assert [base64.b64decode(u.split(",", 1)[1]) for u in urls] == [p for p, _ in pages]
+
+
 def test_thumbnails_shrink_to_fit_and_never_grow():
     assert thumbnail_shape((28, 28), 28) == (28, 28)
     assert thumbnail_shape((8, 8), 28) == (8, 8)

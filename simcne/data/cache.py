@@ -24,6 +24,7 @@ fit is refused with a ValueError naming the size and what to change
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, temporaries_of
+from .common import walk_files
 from .sink import Sink, copy_into
 from .store import ImageStore
 
@@ -65,31 +67,46 @@ def cache_folder(cache=None) -> Path | None:
 
 
 # -- the key --------------------------------------------------------------------------------
-def _files(p: Path, kind: str) -> list:
-    """(relative name, size, mtime_ns) of every file the reader of ``p`` reads."""
-    if p.is_dir():
-        from .folder import is_image_file
+def _files(p: Path, kind: str) -> tuple[list[str], list]:
+    """The relative names of the files the reader of ``p`` reads, and their stat results."""
+    if kind == "folder":
+        from .folder import find_images
 
-        out = []
-        for root, dirs, names in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(names):
-                if name.startswith(".") or (kind == "folder" and not is_image_file(Path(name))):
-                    continue
-                st = os.stat(os.path.join(root, name))
-                out.append((os.path.relpath(os.path.join(root, name), p), st.st_size,
-                            st.st_mtime_ns))
-        return out
-    st = p.stat()
-    out = [(p.name, st.st_size, st.st_mtime_ns)]
-    if kind == "idx":
-        from .idx import labels_file_for
+        found = find_images(p)[0]  # the reader's own listing (its errors are the reader's)
+    elif p.is_dir():
+        found = walk_files(os.fspath(p))
+    else:
+        found = [(p.name, p)]
+        if kind == "idx":
+            from .idx import labels_file_for
 
-        lab = labels_file_for(p)
-        if lab is not None:
-            s = lab.stat()
-            out.append((lab.name, s.st_size, s.st_mtime_ns))
-    return out
+            lab = labels_file_for(p)
+            if lab is not None:
+                found.append((lab.name, lab))
+    return [name for name, _ in found], [_stat(f) for _, f in found]
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """The cyclic garbage collector paused: listing 100,000 files makes as many small objects,
+    which would otherwise start a full collection over every object of the process (torch's
+    among them), longer than the listing itself."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _stat(f) -> tuple[int, int]:
+    """(size, mtime_ns) of a path or ``os.DirEntry`` (a link that leads nowhere: its own)."""
+    try:
+        st = f.stat()
+    except FileNotFoundError:
+        st = os.lstat(f)
+    return st.st_size, st.st_mtime_ns
 
 
 def _jsonable(value):
@@ -109,7 +126,12 @@ def source_key(p: Path, kind: str, options: dict) -> tuple[str, str]:
              "options": {k: _jsonable(v) for k, v in sorted(options.items())
                          if k not in _NEUTRAL}}
     src = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    files = hashlib.sha256(json.dumps(_files(p, kind)).encode()).hexdigest()[:16]
+    with _no_gc():
+        names, stats = _files(p, kind)
+    files = hashlib.sha256(len(names).to_bytes(8, "little"))
+    files.update("\0".join(names).encode("utf-8", "surrogateescape"))
+    files.update(np.asarray(stats, np.int64).reshape(-1, 2).tobytes())
+    files = files.hexdigest()[:16]
     return src, f"{src}-{files}"
 
 

@@ -6,6 +6,8 @@ readers never import each other in a circle.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -92,3 +94,31 @@ def cover_array(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return img
     out = np.asarray(cover(Image.fromarray(img[..., 0] if img.shape[2] == 1 else img), size))
     return out.reshape(size[0], size[1], img.shape[2])
+
+
+def walk_files(top, keep=None, rel: str = "", out: list | None = None) -> list:
+    """The files below the folder ``top`` as ``(name relative to top, os.DirEntry)``, in the
+    order of ``os.walk`` with sorted names: a folder's files, then each sub-folder's.
+
+    Hidden files and folders (a leading dot) are left out, and so are files whose name
+    ``keep`` refuses. Links to folders below ``top`` are not followed and folders that
+    cannot be listed are left out (as ``os.walk`` does). A file's ``DirEntry`` gives its
+    ``stat()`` without another look-up of its path. Names are joined with ``/`` after
+    ``rel``.
+    """
+    out = [] if out is None else out
+    try:
+        with os.scandir(top) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:  # a folder that cannot be listed is left out, as os.walk does
+        return out
+    folders = []
+    for e in entries:
+        if e.is_dir():
+            if not e.is_symlink():
+                folders.append(e)
+        elif keep is None or keep(e.name):
+            out.append((rel + e.name, e))
+    for e in folders:
+        walk_files(e.path, keep, f"{rel}{e.name}/", out)
+    return out

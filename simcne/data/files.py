@@ -24,21 +24,12 @@ NPZ_LABEL_KEYS = ("labels", "y", "targets")
 NPZ_CLASS_KEYS = ("class_names", "classes")
 
 
-def read_path(
-    path,
-    *,
-    image_size=None,
-    skip_corrupt: bool = False,
-    split: str | None = None,
-    label_type: str = "fine",
-    workers: int | None = None,
-    mixed_size=None,
-    cache=None,
-    **options,
-) -> ImageStore:
+def read_path(path, *, image_size=None, skip_corrupt: bool = False, split: str | None = None,
+              label_type: str = "fine", workers: int | None = None, mixed_size=None,
+              cache=None, **options) -> ImageStore:
     """Read a file, a folder or a built-in dataset name into an :class:`ImageStore`.
 
-    What is read is decided by the path:
+    The path decides the reader (an existing path wins over a built-in name):
 
     ========================================  =============================================
     path                                      reader
@@ -56,15 +47,15 @@ def read_path(
     ========================================  =============================================
 
     A file without a known suffix is recognised by its first bytes (IDX magic, npy magic,
-    zip, gzip). An existing path always wins over a built-in name of the same spelling.
+    zip, gzip).
 
     Parameters
     ----------
     path : str or os.PathLike
         File, folder or built-in dataset name.
     image_size : int or (int, int), optional
-        Image folders only: the (H, W) every image is brought to (see
-        :func:`~simcne.data.folder.read_folder`). Passed on to ``.beton`` readers.
+        Image folders and ``.beton`` files: the (H, W) every image is brought to (see
+        :func:`~simcne.data.folder.read_folder`).
     skip_corrupt : bool, default=False
         Image folders only: skip undecodable files with a warning instead of failing.
     split : {"train", "test", "all"}, optional
@@ -76,16 +67,14 @@ def read_path(
         Image folders only: decoding threads (``None``: up to 8, one per CPU core).
     mixed_size : int or (int, int), optional
         Image folders and ``.beton`` files: the size to bring the images to only when they
-        differ in size and ``image_size`` is None (formats whose images share one size
-        ignore it). ``TSimCNE(image_size=...)`` passes its own.
+        differ in size and ``image_size`` is None. ``TSimCNE(image_size=...)`` passes its own.
     cache : None, False or str or os.PathLike, default=None
         The decode-once cache (:mod:`simcne.data.cache`): a source that is not memory-mapped
         already (an image folder, a JPEG ``.beton``, gzipped IDX, CIFAR, a compressed
-        ``.npz``, a float ``.npy``) is read once into a uint8 file in this folder and
-        memory-mapped; the next read of the same files with the same options maps it.
-        None: the default folder (``$SIMCNE_CACHE/stores``, else
-        ``$XDG_CACHE_HOME/simcne/stores``, else ``~/.cache/simcne/stores``); False: read into
-        memory, no file. Built-in dataset names are not cached.
+        ``.npz``, a float ``.npy``) is read once into a uint8 file in this folder, which
+        later reads of the same files with the same options map. None: the default folder
+        (``$SIMCNE_CACHE/stores``, else ``$XDG_CACHE_HOME/simcne/stores``, else
+        ``~/.cache/simcne/stores``); False: into memory, no file. Built-in names: no cache.
     **options
         Passed on to ``simcne.data.beton.read_beton`` and
         :func:`~simcne.data.datasets.load_dataset` (e.g. ``root=``, ``download=``).
@@ -107,16 +96,7 @@ def read_path(
     given = dict(image_size=image_size, skip_corrupt=skip_corrupt, split=split,
                  label_type=label_type, workers=workers, **options)
     if not p.exists():
-        from .datasets import DATASETS, load_dataset, resolve_name
-
-        name = resolve_name(os.fspath(path)) if isinstance(path, str) else None
-        if name is None:
-            raise FileNotFoundError(
-                f"The path {os.fspath(path)!r} does not exist: expected an existing file or "
-                f"folder, or a built-in dataset name ({', '.join(DATASETS)})."
-            )
-        _check_options(p, given, ("split",), more=True)
-        return _at_least_two(load_dataset(name, split=split, **options), p)
+        return _at_least_two(_builtin(path, given), p)
     reader = find_reader(p)
     kwargs = _check_options(p, given, reader.options, reader.more)
     if "mixed_size" in reader.options and mixed_size is not None and image_size is None:
@@ -124,6 +104,20 @@ def read_path(
     from .cache import read_cached
 
     return _at_least_two(read_cached(p, reader, kwargs, cache), p)
+
+
+def _builtin(path, given: dict) -> ImageStore:
+    """The built-in dataset that ``path`` names (it is no existing path)."""
+    from .datasets import DATASETS, load_dataset, resolve_name
+
+    name = resolve_name(os.fspath(path)) if isinstance(path, str) else None
+    if name is None:
+        raise FileNotFoundError(
+            f"The path {os.fspath(path)!r} does not exist: expected an existing file or "
+            f"folder, or a built-in dataset name ({', '.join(DATASETS)})."
+        )
+    kwargs = _check_options(Path(path), given, ("split",), more=True)
+    return load_dataset(name, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -12,45 +12,48 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import check_image_size, cover
+from .common import check_image_size, cover, walk_files
 from .store import ImageStore
 
 IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".webp", ".gif",
     ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga",
 )  # fmt: skip
+_SUFFIXES = frozenset(IMAGE_SUFFIXES)
 _GRAY = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "I": "I", "I;16": "I", "I;16L": "I",
          "I;16B": "I", "I;16N": "I", "RGB": "RGB", "RGBA": "RGBA", "RGBa": "RGBA"}  # fmt: skip
 
 
+def is_image_name(name: str) -> bool:
+    """A file name with one of :data:`IMAGE_SUFFIXES` (any case), not hidden."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in _SUFFIXES and not name.startswith(".")
+
+
 def is_image_file(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    return is_image_name(p.name)
 
 
-def _walk_images(folder: Path) -> list[Path]:
-    """Image files anywhere under ``folder``, sorted, hidden files and folders left out."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [Path(root, f) for f in sorted(files) if is_image_file(Path(f))]
-    return out
-
-
-def list_images(folder) -> tuple[list[Path], np.ndarray | None, list[str] | None]:
-    """The image files of ``folder`` with labels and class names when it has class sub-folders.
+def find_images(folder) -> tuple[list, np.ndarray | None, list[str] | None]:
+    """The image files of ``folder`` as ``(name relative to it with "/", os.DirEntry)``,
+    with labels and class names when it has class sub-folders.
 
     Sub-folders that hold images (at any depth) are classes, named by the folder and numbered
     in sorted order; a folder with image files and no such sub-folders is flat (no labels).
+    One pass of ``os.scandir`` per folder: the decode-once cache's key takes each file's
+    size and modification time from the same entries.
     """
-    p = Path(folder)
-    where = repr(os.fspath(p))
-    entries = sorted(q for q in p.iterdir() if not q.name.startswith("."))
-    top = [q for q in entries if q.is_file() and is_image_file(q)]
-    classes = [(q.name, _walk_images(q)) for q in entries if q.is_dir()]
+    p = os.fspath(Path(folder))
+    where = repr(p)
+    with os.scandir(p) as it:
+        entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    top = [(e.name, e) for e in entries if e.is_file() and is_image_name(e.name)]
+    classes = [(e.name, walk_files(e.path, is_image_name, e.name + "/"))
+               for e in entries if e.is_dir()]
     classes = [(name, files) for name, files in classes if files]
     if classes and top:
         raise ValueError(
-            f"The folder {where} mixes image files ({top[0].name}, ...) with class "
+            f"The folder {where} mixes image files ({top[0][0]}, ...) with class "
             f"sub-folders ({classes[0][0]}, ...): expected either a flat folder of images or "
             "one sub-folder per class, got both."
         )
@@ -59,7 +62,7 @@ def list_images(folder) -> tuple[list[Path], np.ndarray | None, list[str] | None
         labels = np.repeat(np.arange(len(classes)), [len(fs) for _, fs in classes])
         return files, labels, [name for name, _ in classes]
     if not top:
-        others = sum(1 for q in entries if q.is_file())
+        others = sum(1 for e in entries if e.is_file())
         raise ValueError(
             f"The folder {where} holds no image files: expected files ending in "
             f"{', '.join(IMAGE_SUFFIXES)} directly in it or in class sub-folders, got "
@@ -167,12 +170,44 @@ def read_folder(
 
     p = Path(folder)
     size = check_image_size(image_size)
-    files, labels, class_names = list_images(p)
+    files, labels, class_names = find_images(p)
     workers = min(8, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     sink = Sink() if sink is None else sink
+    try:
+        keep, bad = _decode_into(sink, p, [e.path for _, e in files], size, skip_corrupt,
+                                 workers)
+    except MixedSizes:
+        if size is not None or mixed_size is None:
+            raise
+        mixed = check_image_size(mixed_size)
+        sink.reset()
+        store = read_folder(folder, image_size=mixed, skip_corrupt=skip_corrupt,
+                            workers=workers, sink=sink)
+        store.meta["resized_to"] = list(mixed)
+        return store
+    if bad:
+        names = ", ".join(repr(f) for f, _ in bad[:10])
+        warnings.warn(
+            f"Skipped {len(bad)} corrupt image file(s) in {os.fspath(p)!r}: {names}"
+            + (", ..." if len(bad) > 10 else ""),
+            stacklevel=2,
+        )
+    store = ImageStore(sink.finish(), None if labels is None else labels[keep], "NHWC",
+                       class_names, [files[i][0] for i in keep])
+    store.meta.update(format="folder", skipped=[f for f, _ in bad])
+    return store
+
+
+class MixedSizes(ValueError):
+    """The images of a folder read without ``image_size`` differ in size."""
+
+
+def _decode_into(sink, folder: Path, files: list[str], size, skip_corrupt: bool, workers: int):
+    """Decode ``files`` on ``workers`` threads, in order, into ``sink``: the indices of the
+    files kept and the (file, error) of those skipped as corrupt."""
     keep: list[int] = []
-    bad: list[tuple[Path, Exception]] = []
-    first: tuple[Path, tuple] | None = None
+    bad: list[tuple[str, Exception]] = []
+    first: tuple[str, tuple] | None = None
     # files per task: fewer tasks, less overhead; at most about 16 MiB of decoded images a
     # task where the size is known, and 2 tasks a thread ahead of the one written
     step = max(1, min(64, len(files) // (4 * workers),
@@ -180,61 +215,50 @@ def read_folder(
     chunks = [files[i : i + step] for i in range(0, len(files), step)]
     decode = functools.partial(_decode_chunk, size=size)
     with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        done = 0
-        for chunk, results in zip(chunks, _in_order(pool, decode, chunks, 2 * workers)):
-            arrays = []
-            for k, (f, (arr, err)) in enumerate(zip(chunk, results)):
-                if err is not None:
-                    if isinstance(err, MemoryError):  # not the file's fault
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise err
-                    if not skip_corrupt:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise ValueError(
-                            f"The image file {os.fspath(f)!r} is corrupt or unreadable: "
-                            f"expected an image Pillow can decode, got {type(err).__name__}: "
-                            f"{err}. Pass skip_corrupt=True to skip such files."
-                        ) from err
-                    bad.append((f, err))
-                    continue
-                if first is None:
-                    first = (f, arr.shape[:2])
-                elif arr.shape[:2] != first[1]:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    if size is None and mixed_size is not None:
-                        mixed = check_image_size(mixed_size)
-                        sink.reset()
-                        store = read_folder(folder, image_size=mixed, skip_corrupt=skip_corrupt,
-                                            workers=workers, sink=sink)
-                        store.meta["resized_to"] = list(mixed)
-                        return store
-                    raise ValueError(
-                        f"The images in {os.fspath(p)!r} differ in size: expected every image "
-                        f"to be {first[1][0]}x{first[1][1]} (H x W) like "
-                        f"{os.fspath(first[0])!r}, got {arr.shape[0]}x{arr.shape[1]} in "
-                        f"{os.fspath(f)!r}. Pass image_size to resize them to one size (on "
-                        "the command line: --read-size H W, or --image-size H W of 'simcne "
-                        "fit')."
-                    )
-                arrays.append(arr)
-                keep.append(done + k)
-            done += len(chunk)
-            if arrays:
-                _put(sink, arrays, len(files))
-    if bad:
-        names = ", ".join(repr(os.fspath(f)) for f, _ in bad[:10])
-        warnings.warn(
-            f"Skipped {len(bad)} corrupt image file(s) in {os.fspath(p)!r}: {names}"
-            + (", ..." if len(bad) > 10 else ""),
-            stacklevel=2,
-        )
-    images = sink.finish()
-    paths = [files[i].relative_to(p).as_posix() for i in keep]
-    store = ImageStore(
-        images, None if labels is None else labels[keep], "NHWC", class_names, paths
+        try:
+            done = 0
+            for chunk, results in zip(chunks, _in_order(pool, decode, chunks, 2 * workers)):
+                arrays = []
+                for k, (f, (arr, err)) in enumerate(zip(chunk, results)):
+                    if err is not None:
+                        _corrupt(f, err, skip_corrupt)
+                        bad.append((f, err))
+                        continue
+                    if first is None:
+                        first = (f, arr.shape[:2])
+                    elif arr.shape[:2] != first[1]:
+                        raise _mixed(folder, first, f, arr.shape[:2])
+                    arrays.append(arr)
+                    keep.append(done + k)
+                done += len(chunk)
+                if arrays:
+                    _put(sink, arrays, len(files))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return keep, bad
+
+
+def _corrupt(f: str, err: Exception, skip_corrupt: bool) -> None:
+    """Raise the error of an undecodable file unless it is to be skipped."""
+    if isinstance(err, MemoryError):  # not the file's fault
+        raise err
+    if not skip_corrupt:
+        raise ValueError(
+            f"The image file {f!r} is corrupt or unreadable: expected an image Pillow can "
+            f"decode, got {type(err).__name__}: {err}. Pass skip_corrupt=True to skip such "
+            "files."
+        ) from err
+
+
+def _mixed(folder: Path, first: tuple[str, tuple], f: str, shape: tuple) -> MixedSizes:
+    (g, (h, w)) = first
+    return MixedSizes(
+        f"The images in {os.fspath(folder)!r} differ in size: expected "
+        f"every image to be {h}x{w} (H x W) like {g!r}, got {shape[0]}x{shape[1]} in {f!r}. "
+        "Pass image_size to resize them to one size (on the command line: --read-size H W, "
+        "or --image-size H W of 'simcne fit')."
     )
-    store.meta.update(format="folder", skipped=[os.fspath(f) for f, _ in bad])
-    return store
 
 
 def _put(sink, arrays: list, total: int) -> None:
@@ -271,10 +295,10 @@ def estimate(folder, image_size=None):
     header (C: 1 for a gray first image, else 3); None when the first image cannot be read."""
     from PIL import Image
 
-    files, _, _ = list_images(folder)
+    files, _, _ = find_images(folder)
     size = check_image_size(image_size)
     try:
-        with Image.open(files[0]) as img:
+        with Image.open(files[0][1].path) as img:
             w, h = img.size
             c = 1 if _GRAY.get(img.mode, "RGB") in ("L", "LA", "I") else 3
     except Exception:  # noqa: BLE001  the read itself says what is wrong

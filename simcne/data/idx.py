@@ -144,13 +144,15 @@ def find_idx_images(folder) -> dict[str, Path]:
     uncompressed file is preferred to its .gz twin (it can be memory-mapped).
     """
     found: dict[str, Path] = {}
-    for q in sorted(Path(folder).iterdir(), key=lambda q: q.name.lower().endswith(".gz")):
-        name = q.name.lower()
-        if not (q.is_file() and is_idx_name(name) and "idx3" in name):
+    with os.scandir(folder) as it:  # names first: a folder of 100,000 images costs no stat
+        named = [e for e in it if is_idx_name(e.name.lower()) and "idx3" in e.name.lower()]
+    for e in sorted(named, key=lambda e: e.name.lower().endswith(".gz")):
+        name = e.name.lower()
+        if not e.is_file():
             continue
         for split, prefixes in _SPLITS.items():
             if name.startswith(prefixes):
-                found.setdefault(split, q)
+                found.setdefault(split, Path(folder, e.name))
     return found
 
 
