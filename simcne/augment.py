@@ -143,20 +143,48 @@ def _one_thread_on_cpu(x: torch.Tensor):
 
 
 
+class _Rule:
+    """What one augmentation setting accepts: ``test(value)``, the words of the error
+    (``allowed``) and the value as :class:`Augment` keeps it (``convert``). Kept in the
+    setting's field (``metadata["rule"]``), so each setting's name and rule are written once."""
+
+    def __init__(self, allowed: str, test, convert):
+        self.allowed, self.test, self.convert = allowed, test, convert
+
+
+def _real(v) -> bool:
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _reals(v, n: int) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == n and all(_real(x) for x in v)
+
+
+def _floats(v) -> tuple:
+    return tuple(float(x) for x in v)
+
+
+_PROBABILITY = _Rule("a probability in [0, 1]", lambda v: _real(v) and 0 <= v <= 1, float)
+_AREA = _Rule("two numbers lo <= hi in (0, 1] (fractions of the image's area)",
+              lambda v: _reals(v, 2) and 0 < v[0] <= v[1] <= 1, _floats)
+_RATIO = _Rule("two positive numbers lo <= hi (width / height)",
+               lambda v: _reals(v, 2) and 0 < v[0] <= v[1], _floats)
+_JITTER = _Rule("four numbers >= 0 (brightness, contrast, saturation, hue; hue <= 0.5)",
+                lambda v: _reals(v, 4) and min(v) >= 0 and v[3] <= 0.5, _floats)
+
+
+def _setting(default, rule: _Rule):
+    return field(default=default, metadata={"rule": rule})
+
+
 def check_settings(settings, param: str = "data_transform") -> dict:
     """Validate a dict of :class:`Augment` settings; returns it with tuples for the pairs.
 
-    Raises a ``ValueError`` naming ``param[key]``, what is allowed and what it got.
+    Raises a ``ValueError`` naming ``param[key]``, what is allowed and what it got. Each
+    setting's rule is the one in its :class:`Augment` field.
     """
-    import numbers
-
-    def real(v):
-        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-    def bad(key, allowed, got):
-        return ValueError(f"The '{param}' parameter of TSimCNE got {key!r}={got!r}: "
-                          f"expected {allowed}.")
-
     if not isinstance(settings, dict):
         raise ValueError(f"The '{param}' parameter of TSimCNE must be a dict, got "
                          f"{type(settings).__name__}.")
@@ -164,26 +192,14 @@ def check_settings(settings, param: str = "data_transform") -> dict:
     if unknown:
         raise ValueError(f"The '{param}' parameter of TSimCNE got unknown setting(s) {unknown}: "
                          f"expected some of {list(SETTINGS)}.")
+    rules = {f.name: f.metadata["rule"] for f in fields(Augment) if "rule" in f.metadata}
     out = {}
     for key, v in settings.items():
-        if key in ("flip_p", "jitter_p", "grayscale_p"):
-            if not (real(v) and 0 <= v <= 1):
-                raise bad(key, "a probability in [0, 1]", v)
-            out[key] = float(v)
-        elif key in ("crop_scale", "crop_ratio"):
-            if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(real(x) for x in v)
-                    and 0 < v[0] <= v[1] and (key == "crop_ratio" or v[1] <= 1)):
-                allowed = ("two numbers lo <= hi in (0, 1] (fractions of the image's area)"
-                           if key == "crop_scale" else "two positive numbers lo <= hi "
-                           "(width / height)")
-                raise bad(key, allowed, v)
-            out[key] = (float(v[0]), float(v[1]))
-        else:  # jitter
-            if not (isinstance(v, (list, tuple)) and len(v) == 4 and all(real(x) for x in v)
-                    and min(v) >= 0 and v[3] <= 0.5):
-                raise bad(key, "four numbers >= 0 (brightness, contrast, saturation, hue; "
-                          "hue <= 0.5)", v)
-            out[key] = tuple(float(x) for x in v)
+        rule = rules[key]
+        if not rule.test(v):
+            raise ValueError(f"The '{param}' parameter of TSimCNE got {key!r}={v!r}: "
+                             f"expected {rule.allowed}.")
+        out[key] = rule.convert(v)
     return out
 
 
@@ -238,12 +254,12 @@ class Augment:
     """
 
     size: int | tuple = 32
-    crop_scale: tuple = (0.2, 1.0)
-    crop_ratio: tuple = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter: tuple = (0.4, 0.4, 0.4, 0.1)
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
+    crop_scale: tuple = _setting((0.2, 1.0), _AREA)
+    crop_ratio: tuple = _setting((3 / 4, 4 / 3), _RATIO)
+    flip_p: float = _setting(0.5, _PROBABILITY)
+    jitter: tuple = _setting((0.4, 0.4, 0.4, 0.1), _JITTER)
+    jitter_p: float = _setting(0.8, _PROBABILITY)
+    grayscale_p: float = _setting(0.2, _PROBABILITY)
     #: constants by (device, dtype, input size), made once
     _constants: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -467,7 +483,7 @@ class Augment:
 
 #: the settings of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change: its
 #: fields, but for the size (the network's image size)
-SETTINGS = tuple(f.name for f in fields(Augment) if f.init and f.name != "size")
+SETTINGS = tuple(f.name for f in fields(Augment) if "rule" in f.metadata)
 
 
 class BoundAugment:

@@ -1,5 +1,6 @@
 """TSimCNE(data_transform={...}): the paper's augmentation with some settings changed."""
 
+import re
 import numpy as np
 import pytest
 import torch
@@ -101,3 +102,19 @@ def test_a_bad_flag_value_is_one_line(tiny, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "'flip_p'=2.0" in err[0], err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_each_setting_is_checked_by_the_rule_in_its_field():
+    """The rule of a setting lives in Augment's field: a field without one is not a setting,
+    and every setting has one that refuses a wrong value in its own words."""
+    from dataclasses import fields
+
+    with_rule = [f.name for f in fields(Augment) if "rule" in f.metadata]
+    assert list(SETTINGS) == with_rule and "size" not in SETTINGS
+    for name in SETTINGS:
+        rule = next(f for f in fields(Augment) if f.name == name).metadata["rule"]
+        with pytest.raises(ValueError, match=f"'{name}'=.*expected {re.escape(rule.allowed)}"):
+            check_settings({name: "nonsense"})
+        default = getattr(Augment(), name)
+        assert check_settings({name: list(default) if isinstance(default, tuple) else default}) \
+            == {name: default}
