@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 from types import SimpleNamespace
 
@@ -141,8 +142,6 @@ def _one_thread_on_cpu(x: torch.Tensor):
         torch.set_num_threads(n)
 
 
-
-
 class _Rule:
     """What one augmentation setting accepts: ``test(value)``, the words of the error
     (``allowed``) and the value as :class:`Augment` keeps it (``convert``). Kept in the
@@ -153,8 +152,7 @@ class _Rule:
 
 
 def _real(v) -> bool:
-    import numbers
-
+    # params.is_real's test (with finiteness): not imported, params imports this module
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -192,10 +190,9 @@ def check_settings(settings, param: str = "data_transform") -> dict:
     if unknown:
         raise ValueError(f"The '{param}' parameter of TSimCNE got unknown setting(s) {unknown}: "
                          f"expected some of {list(SETTINGS)}.")
-    rules = {f.name: f.metadata["rule"] for f in fields(Augment) if "rule" in f.metadata}
     out = {}
     for key, v in settings.items():
-        rule = rules[key]
+        rule = _RULES[key]
         if not rule.test(v):
             raise ValueError(f"The '{param}' parameter of TSimCNE got {key!r}={v!r}: "
                              f"expected {rule.allowed}.")
@@ -480,10 +477,10 @@ class Augment:
         return x
 
 
-
-#: the settings of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change: its
-#: fields, but for the size (the network's image size)
-SETTINGS = tuple(f.name for f in fields(Augment) if "rule" in f.metadata)
+#: each setting of :class:`Augment` that ``TSimCNE(data_transform={...})`` may change (its
+#: fields with a rule: all but the size, the network's image size), with its rule
+_RULES = {f.name: f.metadata["rule"] for f in fields(Augment) if "rule" in f.metadata}
+SETTINGS = tuple(_RULES)
 
 
 class BoundAugment:
