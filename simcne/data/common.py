@@ -96,6 +96,13 @@ def cover_array(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.reshape(size[0], size[1], img.shape[2])
 
 
+def visible_entries(top) -> list:
+    """The ``os.DirEntry`` of each file and folder in ``top`` not hidden (no leading dot),
+    sorted by name."""
+    with os.scandir(top) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
 def walk_files(top, keep=None, rel: str = "", out: list | None = None) -> list:
     """The files below the folder ``top`` as ``(name relative to top, os.DirEntry)``, in the
     order of ``os.walk`` with sorted names: a folder's files, then each sub-folder's.
@@ -108,8 +115,7 @@ def walk_files(top, keep=None, rel: str = "", out: list | None = None) -> list:
     """
     out = [] if out is None else out
     try:
-        with os.scandir(top) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        entries = visible_entries(top)
     except OSError:  # a folder that cannot be listed is left out, as os.walk does
         return out
     folders = []

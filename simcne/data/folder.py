@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import check_image_size, cover, walk_files
+from .common import check_image_size, cover, visible_entries, walk_files
 from .store import ImageStore
 
 IMAGE_SUFFIXES = (
@@ -45,8 +45,7 @@ def find_images(folder) -> tuple[list, np.ndarray | None, list[str] | None]:
     """
     p = os.fspath(Path(folder))
     where = repr(p)
-    with os.scandir(p) as it:
-        entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    entries = visible_entries(p)
     top = [(e.name, e) for e in entries if e.is_file() and is_image_name(e.name)]
     classes = [(e.name, walk_files(e.path, is_image_name, e.name + "/"))
                for e in entries if e.is_dir()]
