@@ -15,7 +15,7 @@ hull, and the flags those limits raise (``benchmarks/map_shape.py`` calibrated t
 Datasets:
 
 - ``digits``: scikit-learn's 1,797 8x8 digits, with the settings of ``simcne demo``
-  (``simcne.cli.DEMO``: among them the augmentation without the mirror, crops of 70-100 %);
+  (``simcne.cli.DEMO``: among them the augmentation without the mirror, crops of 80-100 %);
 - ``fmnist10k``: 10,000 Fashion-MNIST images (28x28), drawn without replacement with
   ``numpy.random.default_rng(0)`` from the 70,000 of Debian's ``dataset-fashion-mnist``,
   with the CPU settings ``FMNIST`` below (stage 3 shortened where the CPU has no native
@@ -35,6 +35,8 @@ Usage::
 
     PYTHONPATH=. python benchmarks/quality.py                       # both datasets
     PYTHONPATH=. python benchmarks/quality.py --datasets digits     # the demo only
+    # the demo again, the other rows' maps and seconds from an earlier --save-maps run
+    PYTHONPATH=. python benchmarks/quality.py --datasets digits fmnist10k --reuse fmnist10k DIR
 """
 
 from __future__ import annotations
@@ -229,13 +231,14 @@ def table(results: dict) -> list[str]:
         if len(runs) > 1:
             accs = [r["knn"][0] for r in runs]
             secs = [r["seconds"] for r in runs]
+            mean_s = "—" if None in secs else f"{np.mean(secs):.0f} (mean)"
             each = ", ".join(f"{r['params']['random_state']}: {a:.3f}" for r, a in zip(runs, accs))
             kept = np.mean([r["np"] for r in runs])
             flagged = sum(bool(r["shape"]["flags"]) for r in runs)
             lines.append(f"| {name} | simcne, {len(runs)} training seeds ({each}) | "
                          f"{np.mean(accs):.3f} ± {np.std(accs):.3f} (of the seeds' means) | "
                          f"{kept:.3f} (mean) | | | | | {flagged} of {len(runs)} flagged | "
-                         f"{np.mean(secs):.0f} (mean) | {runs[0]['threads']} |")
+                         f"{mean_s} | {runs[0]['threads']} |")
     return lines
 
 
@@ -243,6 +246,8 @@ def curve_lines(results: dict) -> list[str]:
     lines = []
     for name, res in results.items():
         s = res["simcne"]
+        if "reused" in res:
+            continue  # its curve is in the block of the run that made it
         st = " / ".join(f"{a:.3f}" for a in s["stages"])
         pts = ", ".join(f"{sec / 60:.1f} min: {acc:.3f} (epoch {ep})"
                         for sec, ep, acc in s["curve"])
@@ -253,12 +258,41 @@ def curve_lines(results: dict) -> list[str]:
     return lines
 
 
-def save_maps(folder: Path, name: str, res: dict) -> None:
+#: what a saved run keeps of each map beside its .npy (the rest is measured again on reuse)
+KEPT = ("seconds", "threads", "stages", "features", "curve", "params")
+
+
+def save_maps(folder: Path, name: str, res: dict, command: str) -> None:
+    """Each map as ``folder/NAME-METHOD.npy`` (simcne: one per seed) and, in
+    ``folder/NAME.json``, what ``--reuse`` needs besides: the seconds, threads, stage
+    scores and curve of each, and the command that made them."""
     folder.mkdir(parents=True, exist_ok=True)
     for r in res["simcne_seeds"]:
         np.save(folder / f"{name}-simcne-seed{r['params']['random_state']}.npy", r["Y"])
     for method in ("t-SNE", "UMAP"):
         np.save(folder / f"{name}-{method}.npy", res[method]["Y"])
+    keep = {"command": command, "date": str(datetime.date.today()), "machine": machine(),
+            "simcne_seeds": [{k: r[k] for k in KEPT if k in r} for r in res["simcne_seeds"]],
+            **{m: {k: res[m][k] for k in ("seconds", "threads")} for m in ("t-SNE", "UMAP")}}
+    (folder / f"{name}.json").write_text(json.dumps(keep, indent=1) + "\n")
+
+
+def reuse_maps(folder: Path, name: str, labels, Xf) -> dict:
+    """A dataset's results from a run saved with ``--save-maps``: its maps and seconds as
+    they were, every score measured again from the maps."""
+    kept = json.loads((folder / f"{name}.json").read_text())
+    res = {"labels": labels, "pixels": score(Xf, labels)[0], "reused": kept["command"],
+           "reused_date": kept["date"]}
+    res["simcne_seeds"] = [
+        {**r, "Y": np.load(folder / f"{name}-simcne-seed{r['params']['random_state']}.npy")}
+        for r in kept["simcne_seeds"]]
+    res["simcne"] = res["simcne_seeds"][0]
+    for method in ("t-SNE", "UMAP"):
+        res[method] = {**kept[method], "Y": np.load(folder / f"{name}-{method}.npy")}
+    for m in [*res["simcne_seeds"], res["t-SNE"], res["UMAP"]]:
+        m["knn"] = score(m["Y"], labels)
+        measure(m, Xf, labels)
+    return res
 
 
 def write_block(lines: list[str]) -> None:
@@ -287,13 +321,24 @@ def main(argv=None) -> int:
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "quality.png")
     p.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md as it is")
     p.add_argument("--save-maps", type=Path, default=None, metavar="DIR",
-                   help="keep every map as DIR/DATASET-METHOD.npy (simcne: one per seed)")
+                   help="keep every map as DIR/DATASET-METHOD.npy (simcne: one per seed), "
+                        "with DIR/DATASET.json (seconds, threads, curve, the command)")
+    p.add_argument("--reuse", nargs=2, action="append", default=[], metavar=("DATASET", "DIR"),
+                   help="take DATASET's maps and seconds from a run saved with --save-maps DIR "
+                        "instead of training (every score is measured again); its table rows "
+                        "and the figure say so. Repeatable")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    reuse = {name: Path(folder) for name, folder in args.reuse}
+    cmd = "PYTHONPATH=. python benchmarks/quality.py " + shlex.join(argv or sys.argv[1:])
     results = {}
     for name in args.datasets:
         X, labels, params = load_dataset(name)
         params.update(args.params)
+        if name in reuse:
+            Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
+            results[name] = reuse_maps(reuse[name], name, labels, Xf)
+            continue
         epochs = params["total_epochs"]
         every = args.eval_every or max(1, epochs[2] // 6)
         Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
@@ -312,14 +357,16 @@ def main(argv=None) -> int:
             measure(m, Xf, labels)
         results[name] = res
         if args.save_maps:
-            save_maps(args.save_maps, name, res)
+            save_maps(args.save_maps, name, res, cmd.strip())
         for line in table({name: res})[2:] + curve_lines({name: res}):
             print(line, flush=True)
     figure(results, args.figure)
-    cmd = "PYTHONPATH=. python benchmarks/quality.py " + shlex.join(argv or sys.argv[1:])
+    reused = [f"{name}'s maps and seconds are those of the run of {res['reused_date']}: "
+              f"`{res['reused']}` (scores measured again from its maps)."
+              for name, res in results.items() if "reused" in res]
     lines = [f"Measured {datetime.date.today()} on {machine()}.", "",
              f"`{cmd.strip()}`; figure: `{args.figure.relative_to(ROOT) if args.figure.is_relative_to(ROOT) else args.figure}`.", "",
-             *table(results), "", *curve_lines(results)]
+             *reused, *([""] if reused else []), *table(results), "", *curve_lines(results)]
     print("\n".join(lines))
     if not args.no_write:
         write_block(lines)

@@ -187,7 +187,7 @@ class TSimCNE:
         --------
         >>> from simcne import TSimCNE
         >>> TSimCNE.preset("demo").total_epochs
-        [10, 5, 150]
+        [10, 5, 200]
         """
         from .presets import preset
 

@@ -368,7 +368,7 @@ PARAMS: dict[str, Param] = {
                  doc=("The random view. None is the paper's augmentation, "
                       ":class:`simcne.augment.Augment` at ``image_size``. A dict changes some of "
                       "its settings and keeps the others, e.g. ``{\"flip_p\": 0, \"crop_scale\": "
-                      "(0.7, 1)}`` for images that a mirror or a small crop turns into another "
+                      "(0.8, 1)}`` for images that a mirror or a small crop turns into another "
                       "class (digits, letters); its keys are "
                       + ", ".join(f"``{k}``" for k in SETTINGS[:-1]) + f" and ``{SETTINGS[-1]}``. "
                       "Being plain "
