@@ -398,8 +398,9 @@ def fig_out_layer_std(r: Runner, out: Path):
 
 def fig_augmentation(r: Runner, out: Path):
     base = r.base("digits")["data_transform"]
+    lo, hi = base["crop_scale"]
     variants = [("paper's: flip_p 0.5, crop_scale 0.2-1", None),
-                ("flip_p 0, crop_scale 0.7-1", base),
+                (f"flip_p {base['flip_p']:g}, crop_scale {lo:g}-{hi:g}", base),
                 ("flip_p 0, crop_scale 1-1 (no crop)", {"flip_p": 0.0, "crop_scale": (1.0, 1.0)})]
     runs = [r.fit("digits", s, data_transform=t) for s, t in variants]
     settings = [s for s, _ in variants]
