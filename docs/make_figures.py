@@ -56,7 +56,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simcne import TSimCNE, knn_accuracy  # noqa: E402
+from simcne import TSimCNE, knn_accuracy, map_shape  # noqa: E402
 from simcne.cli import DEMO  # noqa: E402
 from simcne.train import TrainingDiverged  # noqa: E402
 
@@ -140,6 +140,15 @@ def score(Y, labels) -> float:
                           for s in SPLIT_SEEDS]))
 
 
+def shape_record(Y, labels) -> dict:
+    """``map_shape``'s flags and share of points on lines of a 2-D map ({} otherwise): an
+    artefact in a figure is then written down, not only seen."""
+    if Y.ndim != 2 or Y.shape[1] != 2:
+        return {}
+    m = map_shape(Y, labels)
+    return dict(flags=m["flags"], line_share=round(m["line_share"], 3))
+
+
 @dataclass
 class Run:
     label: str
@@ -148,6 +157,7 @@ class Run:
     seconds: float
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    shape: dict = field(default_factory=dict)  # shape_record's, for a 2-D map
 
     @property
     def Y(self):
@@ -179,8 +189,11 @@ class Runner:
             return run
         seconds = time.perf_counter() - t0
         LOADS.append(load_average())
-        run = Run(label, est, score(est.embedding_, d.y), seconds)
-        print(f"  {dataset:7s} {label:40s} kNN {run.knn:.3f}  ({seconds:.0f} s)", flush=True)
+        run = Run(label, est, score(est.embedding_, d.y), seconds,
+                  shape=shape_record(est.embedding_, d.y))
+        flags = ", ".join(run.shape.get("flags", [])) or "none"
+        print(f"  {dataset:7s} {label:40s} kNN {run.knn:.3f}  ({seconds:.0f} s; shape flags: "
+              f"{flags})", flush=True)
         if X is None:
             self.cache[key] = run
         return run
@@ -238,7 +251,7 @@ def _save(fig, path: Path):
 def _record(runs: list, settings: list) -> list:
     return [dict(panel="abcdefgh"[i], setting=s, knn=None if r.knn is None else round(r.knn, 3),
                  seconds=round(r.seconds, 1), **({"error": r.error} if r.error else {}),
-                 **r.extra)
+                 **r.shape, **r.extra)
             for i, (r, s) in enumerate(zip(runs, settings))]
 
 
@@ -274,7 +287,8 @@ def fig_stages(r: Runner, out: Path):
             title = f"{letter}   {names[dataset]}, end of {what[j]}\nkNN {k:.3f}"
             _scatter(axes[row, j], Y, d, title, legend=j == 2)
             record.append(dict(panel=letter, setting=f"{names[dataset]}, end of {what[j]}",
-                               knn=round(k, 3), seconds=round(run.seconds, 1)))
+                               knn=round(k, 3), seconds=round(run.seconds, 1),
+                               **shape_record(Y, d.y)))
         ax = axes[row, 3]
         plot_loss(run.est.loss_history_, ax=ax)
         # plot_loss names each stage above its part of the curve; stages 1 and 2 are too

@@ -288,7 +288,8 @@ def local_line_fraction(Y, radius: float = 0.05, band: float = 0.01, k: int = 30
 
     Distances are in units of the map's width (its extent from the 1st to the 99th
     percentile, the mean over the axes). The surroundings: the point's neighbours within
-    ``radius`` (at most the ``k`` nearest, found with a k-d tree). Of the 36 lines through
+    ``radius`` (at most the ``k`` nearest, found with a k-d tree; all of them in a map of
+    ``k`` points or fewer). Of the 36 lines through
     the point (5 degrees apart), the one whose band of half-width ``band`` holds most of
     them counts, if the neighbours in that band stretch over at least 1.5 x ``radius``
     along it (a small round cluster that fits inside the band is not a line). About
@@ -303,7 +304,9 @@ def local_line_fraction(Y, radius: float = 0.05, band: float = 0.01, k: int = 30
 
     Y = _points(Y, "Y", dims=2).astype(np.float64)
     n = len(Y)
-    k = min(_check_k(k, n, limit=max(1, n - 1)) + 1, n)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an int >= 1; got {k!r}.")
+    k = min(int(k), n - 1) + 1  # a cap: a map of k points or fewer uses all of them
     width = _width(Y)
     r, half = radius * width, band * width
     normals = np.c_[np.cos(_DIRECTIONS), np.sin(_DIRECTIONS)]

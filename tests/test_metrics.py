@@ -123,6 +123,15 @@ def test_lines_edges_and_outlines_are_on_lines_filled_clusters_are_not(rng):
     assert line_share(inside) < 0.05
 
 
+def test_line_share_of_a_map_smaller_than_its_neighbour_cap(rng):
+    # 200 points, fewer than the default cap of 300 neighbours: every point's all of them
+    line = _line(rng)[:200]
+    assert line_share(line) > 0.9
+    assert line_share(_disc(rng, 200)) < 0.05
+    with pytest.raises(ValueError, match="k must be an int >= 1; got 0"):
+        local_line_fraction(line, k=0)
+
+
 def test_local_line_fraction_samples_large_maps_with_a_seed(rng):
     Y = _disc(rng, 3000)
     a = local_line_fraction(Y, n_samples=500, random_state=1)
