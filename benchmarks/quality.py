@@ -335,13 +335,12 @@ def main(argv=None) -> int:
     for name in args.datasets:
         X, labels, params = load_dataset(name)
         params.update(args.params)
+        Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
         if name in reuse:
-            Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
             results[name] = reuse_maps(reuse[name], name, labels, Xf)
             continue
         epochs = params["total_epochs"]
         every = args.eval_every or max(1, epochs[2] // 6)
-        Xf = X.reshape(len(X), -1).astype(np.float32) / 255.0
         res = {"labels": labels, "pixels": score(Xf, labels)[0]}
         print(f"[quality] {name}: {len(X)} images, simcne {params}", file=sys.stderr, flush=True)
         seeds = (args.dataset_seeds.get(name) or args.seeds

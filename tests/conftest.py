@@ -1,7 +1,9 @@
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,18 @@ os.environ["SIMCNE_CPU_BF16"] = "0"
 _CACHE = tempfile.mkdtemp(prefix="simcne-test-cache-")
 os.environ["SIMCNE_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: str):
+    """The module of a script that is not in the package (``benchmarks/...``, ``docs/...``),
+    ``path`` relative to the repository root, imported from its file."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(autouse=True)

@@ -1,26 +1,15 @@
 """The lean step of issue 27, held: aten operations and host syncs counted with
 benchmarks/dispatch.py's TorchDispatchMode on the CPU (one code path on every device)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from simcne.augment import Augment
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _dispatch():
-    spec = importlib.util.spec_from_file_location("dispatch", ROOT / "benchmarks" / "dispatch.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-D = _dispatch()
+D = load_script("benchmarks/dispatch.py")
 
 
 @pytest.mark.parametrize("channels, size, budget", [(3, 32, 150), (1, 28, 80)])

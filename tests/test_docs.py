@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from simcne import TSimCNE
 from simcne.cli import PRESETS, _read_options, build_parser
@@ -316,11 +317,7 @@ def test_every_environment_variable_is_in_the_readme_table():
 
 def test_api_md_is_made_from_the_docstrings_of_today():
     """docs/api.md is what docs/make_api.py writes now (run it after changing a docstring)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_api", ROOT / "docs" / "make_api.py")
-    make_api = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_api)
+    make_api = load_script("docs/make_api.py")
     text = make_api.render()
     assert "### class `simcne.TSimCNE`" in text and "#### `TSimCNE.fit`" in text
     assert (ROOT / "docs" / "api.md").read_text() == text, (

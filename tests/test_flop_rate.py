@@ -1,22 +1,12 @@
 """benchmarks/flop_rate.py counts a step's arithmetic as a hand computation says."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _flop_rate():
-    spec = importlib.util.spec_from_file_location("flop_rate", ROOT / "benchmarks" / "flop_rate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
-F = _flop_rate()
+F = load_script("benchmarks/flop_rate.py")
 
 
 def test_a_step_counts_the_first_convolution_by_hand_and_scales_with_the_views():

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import quick
+from conftest import load_script, quick
 from PIL import Image
 
 from simcne import devices, estimator
@@ -405,15 +405,9 @@ def test_momentum_comes_back_in_the_weights_layout_after_resume():
 
 
 def test_global_batchnorm_on_every_backend_and_without_host_syncs(monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
     from simcne import dist
 
-    spec = importlib.util.spec_from_file_location(
-        "dispatch", Path(__file__).resolve().parents[1] / "benchmarks" / "dispatch.py")
-    dispatch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dispatch)
+    dispatch = load_script("benchmarks/dispatch.py")
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     monkeypatch.setattr(dist, "is_distributed", lambda: True)
     with dist.global_batchnorm(net, torch.device("cuda", 0)):  # NCCL's device: ours too

@@ -20,6 +20,7 @@ pytest.importorskip("bokeh")
 
 from browser import (Browser, drawn_points, find_chromium, frame_box, hover,  # noqa: E402
                      next_frame, point_position, tooltips, wait_map)
+from conftest import load_script  # noqa: E402
 
 from simcne.interactive import PAGE_GRID, atlas_pages, thumbnail_shape  # noqa: E402
 from simcne.plot import interactive_map  # noqa: E402
@@ -316,20 +317,14 @@ def test_the_readme_screenshots_script(map_2d, tmp_path, capsys):
     """docs/make_screenshots.py hovers the point furthest right (its box with the image
     shows), writes the screenshot and copies thumbnails.png; a point that is not drawn is
     refused with exit status 1 and nothing written."""
-    import importlib.util
     import json
     import shutil
-    from pathlib import Path
 
     from PIL import Image
 
     if find_chromium() is None:
         pytest.skip("no Chromium found")
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("make_screenshots",
-                                                  root / "docs" / "make_screenshots.py")
-    shots = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shots)
+    shots = load_script("docs/make_screenshots.py")
     path, Y, X, y, files = map_2d
     fit_dir = tmp_path / "fit"
     fit_dir.mkdir()
