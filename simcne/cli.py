@@ -21,7 +21,7 @@ import torch
 
 from . import dist
 from .data.labels import read_labels
-from .flags import add_param_flags, params_from_args, with_flag
+from .flags import add_param_flags, params_from_args, with_flag, with_settings
 from .outputs import (StageClock, fit_report, read_fit_output, stages_run, write_csv,
                       write_figures, write_json, write_map)
 from .interactive import MAX_POINTS
@@ -206,7 +206,11 @@ def _fit(args) -> int:
 def _fit_params(args, out: Path) -> dict:
     """TSimCNE's parameters from the preset and the flags, with the run's checkpoint in
     ``out`` (unless --no-checkpoint) and --no-cache."""
-    params = {**PRESETS.get(args.preset or "", {}), **params_from_args(args)}
+    preset = PRESETS.get(args.preset or "", {})
+    params = {**preset, **params_from_args(args)}
+    if "data_transform" in preset and "data_transform" in params:
+        params["data_transform"] = with_settings(preset["data_transform"],
+                                                 params["data_transform"])
     if args.no_checkpoint:
         if params.get("checkpoint") is not None:
             raise UserError("--no-checkpoint and --checkpoint FILE contradict each other: "

@@ -488,9 +488,10 @@ class TSimCNE:
             return lambda z, **more: loss_fn(z, metric, temperature, exaggeration=rho,
                                              **gather, **more)
 
-        return [Stage(i + 1, epochs, lr, warmup, loss(rho))
-                for i, (epochs, lr, warmup, rho) in enumerate(
-                    zip(self._epochs, self._lrs, self._warmups, self._exaggerations))]
+        views = getattr(self, "_stage_views", None) or [None] * len(self._epochs)
+        return [Stage(i + 1, epochs, lr, warmup, loss(rho), augment=view)
+                for i, (epochs, lr, warmup, rho, view) in enumerate(
+                    zip(self._epochs, self._lrs, self._warmups, self._exaggerations, views))]
 
     def _finite_embedding(self, store, number: int, stages) -> np.ndarray:
         """The embedding after stage ``number``; NaN or infinite values raise, never pass."""
@@ -555,15 +556,25 @@ class TSimCNE:
         return self._bf16[1]
 
     def _augment(self, generator) -> Callable:
+        """The view of every stage (``data_transform`` a list: stage 1's, and each stage
+        gets its own from :meth:`_stages`), drawn from ``generator``."""
+        views = self.data_transform
+        if isinstance(views, (list, tuple)):
+            self._stage_views = [self._view(v, generator) for v in views[:len(self._epochs)]]
+            return self._stage_views[0]
+        self._stage_views = None
+        return self._view(views, generator)
+
+    def _view(self, view, generator) -> Callable:
         # under torchrun, each process applies its share of the global batch's draws
         # (bound: both views of a batch in one call, see Augment.bind)
         part = (dist.rank(), dist.world_size())
-        if self.data_transform is None or isinstance(self.data_transform, dict):
-            aug = Augment(size=self.image_size_, **check_settings(self.data_transform or {}))
+        if view is None or isinstance(view, dict):
+            aug = Augment(size=self.image_size_, **check_settings(view or {}))
             return aug.bind(generator, part)
-        if isinstance(self.data_transform, Augment):
-            return self.data_transform.bind(generator, part)
-        return self.data_transform
+        if isinstance(view, Augment):
+            return view.bind(generator, part)
+        return view
 
     def _embed(self, store, backbone_features: bool = False):
         """Under torchrun each process embeds its share; every process gets all rows, in order."""

@@ -96,6 +96,15 @@ def params_from_args(args) -> dict:
     return params
 
 
+def with_settings(view, settings: dict):
+    """A preset's ``data_transform`` with the augmentation flags' ``settings`` changed in
+    it, in every stage's view where it has one per stage: the flags change only what they
+    name."""
+    if isinstance(view, (list, tuple)):
+        return [with_settings(v, settings) for v in view]
+    return {**(view or {}), **settings}
+
+
 def with_flag(message: str) -> str:
     """Put the flag before an estimator message about a parameter ("The 'lr' parameter
     ..." -> "--lr: The 'lr' parameter ...")."""

@@ -183,6 +183,11 @@ def _callbacks(value) -> bool:
                                and all(callable(c) for c in value))
 
 
+#: one stage's data_transform
+_VIEW = Check(lambda v: v is None or isinstance(v, dict) or callable(v),
+              "None, a dict of augmentation settings or a callable taking a batch of images")
+
+
 def _file(value) -> bool:
     return isinstance(value, (str, os.PathLike)) and Path(value).is_file()
 
@@ -361,10 +366,8 @@ PARAMS: dict[str, Param] = {
                       "and 2 are skipped and stage 3 (``total_epochs[2]`` epochs at the stage-3 "
                       "rate) fine-tunes the file's whole network, its ``out_dim`` layer "
                       "included; ``stage_embeddings_`` then holds one embedding, the final one.")),
-    "data_transform": Param(Check(lambda v: v is None or isinstance(v, dict) or callable(v),
-                                  "None, a dict of augmentation settings or a callable taking "
-                                  "a batch of images"),
-                 kind="dict, callable or None",
+    "data_transform": Param(AnyOf((_VIEW, per_stage(_VIEW, "such values"))),
+                 kind="dict, callable, None or list of them",
                  doc=("The random view. None is the paper's augmentation, "
                       ":class:`simcne.augment.Augment` at ``image_size``. A dict changes some of "
                       "its settings and keeps the others, e.g. ``{\"flip_p\": 0, \"crop_scale\": "
@@ -374,7 +377,11 @@ PARAMS: dict[str, Param] = {
                       "Being plain "
                       "data, it is stored in model files and checkpoints. A callable receives a "
                       "float batch (B, C, H, W) in [0, 1] on the training device and returns one "
-                      "view (B, C, *image_size); it is called twice a batch.")),
+                      "view (B, C, *image_size); it is called twice a batch. A list gives "
+                      "each stage its own view, e.g. the paper's crops in stage 1, which "
+                      "learns the features, and ``{\"crop_scale\": (0.8, 1)}`` in stages 2 "
+                      "and 3, which place the images in the map (wider crops there spread each "
+                      "image's views along a curve).")),
     "normalize": Param(Check(_normalize_ok, "None, 'imagenet' or a pair (mean, std), each a "
                              "float or a list of floats (one per channel), std > 0"),
                        "normalise the images after augmentation: 'imagenet' (ImageNet's mean "
@@ -629,8 +636,11 @@ def _check_across(params: dict) -> None:
     """The rules that involve more than one parameter (or more than a value's type)."""
     from .augment import check_settings
 
-    if isinstance(params["data_transform"], dict):
-        check_settings(params["data_transform"])
+    views = params["data_transform"]
+    for i, view in enumerate(views if isinstance(views, (list, tuple)) else [views]):
+        if isinstance(view, dict):
+            check_settings(view, "data_transform" if isinstance(views, dict) else
+                           f"data_transform[{i}]")
     epochs = params["total_epochs"]
     epochs = [epochs] if is_int(epochs) else list(epochs)
     for name in PER_STAGE_PARAMS:

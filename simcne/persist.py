@@ -96,7 +96,7 @@ def model_state(est) -> dict:
             params[name] = _plain(value)
         except TypeError:
             if not callable(value) and not (isinstance(value, (list, tuple))
-                                            and all(callable(v) for v in value)):
+                                            and any(callable(v) for v in value)):
                 raise ValueError(
                     f"The '{name}' parameter of TSimCNE cannot be saved: expected plain data "
                     f"(numbers, strings, lists), an nn.Module or a callable, got "

@@ -46,6 +46,7 @@ class Stage:
     takes ``extra`` and ``extra_mask``. ``pairs`` (:class:`simcne.neighbors.NeighborPairs`)
     draws the second views' images among each image's neighbours; ``bank``
     (:class:`simcne.neighbors.NegativeBank`) adds negatives from every image's position.
+    ``augment``, where given, is this stage's view instead of :class:`Training`'s.
     """
 
     number: int
@@ -55,6 +56,7 @@ class Stage:
     loss_fn: Callable = info_nce
     pairs: object = None
     bank: object = None
+    augment: Callable | None = None
 
 
 @dataclass
@@ -335,6 +337,7 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
     bf16 = uses_bf16(device, run.precision)
     autocast = autocast_for(device, bf16)
     view_dtype = torch.bfloat16 if bf16 else None
+    view = stage.augment if stage.augment is not None else run.augment
     model.train()
     bar = _announce(stage, run, steps, params, start_epoch) if verbose else None
     t0 = time.perf_counter()
@@ -354,7 +357,7 @@ def train_stage(model: nn.Module, store, stage: Stage, run: Training, *,
                 for i, x in enumerate(device_batches(store, chunks, device)):
                     for group in opt.param_groups:
                         group["lr"] = lr_at(epoch * steps + i, steps, stage.epochs, stage.warmup, stage.lr)
-                    total += train_step(forward, opt, x, run.augment, stage.loss_fn,
+                    total += train_step(forward, opt, x, view, stage.loss_fn,
                                         run.grad_clip, autocast, extras,
                                         view_dtype=view_dtype)
                 loss_value, finite = _loss_and_finite(total, steps, params)

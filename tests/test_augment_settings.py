@@ -1,6 +1,8 @@
 """TSimCNE(data_transform={...}): the paper's augmentation with some settings changed."""
 
 import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,63 @@ def test_each_setting_is_checked_by_the_rule_in_its_field():
         default = getattr(Augment(), name)
         assert check_settings({name: list(default) if isinstance(default, tuple) else default}) \
             == {name: default}
+
+
+NARROW = {"crop_scale": (0.8, 1.0)}
+
+
+def test_a_view_per_stage(tiny, monkeypatch, tmp_path):
+    """data_transform=[...]: each stage draws its own view; the same view thrice is one."""
+    from simcne import train
+
+    X, _ = tiny
+    same = {"flip_p": 0.0}
+    assert np.array_equal(quick(total_epochs=[1, 1, 1], data_transform=same).fit_transform(X),
+                          quick(total_epochs=[1, 1, 1],
+                                data_transform=[same, same, same]).fit_transform(X))
+    seen = []
+    real = train.two_views
+
+    def spy(augment, x, *more, **kw):
+        seen.append(augment.augment.crop_scale)
+        return real(augment, x, *more, **kw)
+
+    monkeypatch.setattr(train, "two_views", spy)
+    est = quick(total_epochs=[1, 1, 1], batch_size=len(X), data_transform=[None, NARROW, NARROW])
+    Y = est.fit_transform(X)
+    assert seen == [(0.2, 1.0), (0.8, 1.0), (0.8, 1.0)]  # one step a stage
+    monkeypatch.setattr(train, "two_views", real)
+    assert np.array_equal(Y, quick(total_epochs=[1, 1, 1], batch_size=len(X),
+                                   data_transform=[None, NARROW, NARROW]).fit_transform(X))
+    # plain data: stored in the model file as it was given
+    est.save(tmp_path / "m.pt")
+    back = TSimCNE.load(tmp_path / "m.pt", device="cpu")
+    assert back.data_transform[0] is None
+    assert [check_settings(v) for v in back.data_transform[1:]] == [NARROW, NARROW]
+
+
+@pytest.mark.parametrize("views, words", [
+    ([None, NARROW], "needs a value for each of the 3 stages"),
+    ([None, {"crop_scale": (0.9, 0.5)}, NARROW], "'data_transform[1]' parameter of TSimCNE got "
+                                                 "'crop_scale'=(0.9, 0.5)"),
+    ([None, 3, NARROW], "a list of such values, one per stage. Got [None, 3"),
+])
+def test_a_bad_view_per_stage_is_named(tiny, views, words):
+    with pytest.raises(ValueError) as e:
+        quick(total_epochs=[1, 1, 1], data_transform=views).fit(tiny[0])
+    assert words in str(e.value) and "data_transform" in str(e.value)
+
+
+def test_flags_change_only_what_they_name_in_a_presets_view():
+    from simcne.cli import _fit_params
+
+    def params(*flags):
+        args = build_parser().parse_args(["fit", "d", "--out", "o", "--preset", "demo", *flags])
+        return _fit_params(args, Path("o"))["data_transform"]
+
+    assert params() == {"flip_p": 0.0, "crop_scale": (0.8, 1.0)}
+    assert params("--crop-scale", "0.5", "1") == {"flip_p": 0.0, "crop_scale": (0.5, 1.0)}
+    from simcne.flags import with_settings
+
+    assert with_settings([None, NARROW], {"flip_p": 0.0}) == [
+        {"flip_p": 0.0}, {"crop_scale": (0.8, 1.0), "flip_p": 0.0}]

@@ -197,8 +197,9 @@ def test_per_stage_parameters_come_from_the_table_and_need_every_stage():
     listed by hand; each must give a value for every stage that total_epochs runs."""
     from simcne.params import PER_STAGE_PARAMS
 
-    assert PER_STAGE_PARAMS == ("lr", "warmup", "exaggeration")
-    short = {"lr": [0.1, 0.1], "warmup": [1, 0], "exaggeration": [1.0, 2.0]}
+    assert PER_STAGE_PARAMS == ("data_transform", "lr", "warmup", "exaggeration")
+    short = {"data_transform": [None, {}], "lr": [0.1, 0.1], "warmup": [1, 0],
+             "exaggeration": [1.0, 2.0]}
     for name, value in short.items():
         with pytest.raises(ValueError, match=rf"'{name}' parameter .* each of the 3 stages"):
             TSimCNE(total_epochs=[5, 5, 5], **{name: value})._validate_params()
