@@ -11,10 +11,12 @@ def _stop_at(stage, epoch):
     return lambda s, e, loss, model: (s, e) == (stage, epoch)
 
 
-@pytest.mark.parametrize("stop", [(1, 2), (1, 3), (2, 1), (3, 1)])
-def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path, stop):
+@pytest.mark.parametrize("stop, views", [((1, 2), None), ((1, 3), None), ((2, 1), None),
+                                         ((3, 1), None),
+                                         ((2, 1), [None, {"crop_scale": (0.8, 1)}, {}])])
+def test_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path, stop, views):
     X = tiny[0]
-    params = dict(total_epochs=[3, 2, 2], random_state=5)
+    params = dict(total_epochs=[3, 2, 2], random_state=5, data_transform=views)
     full = quick(**params).fit(X)
     path = tmp_path / "run.ckpt"
     # a run that is "killed" after the epoch `stop` (its callback stops it there) ...
