@@ -378,10 +378,11 @@ PARAMS: dict[str, Param] = {
                       "data, it is stored in model files and checkpoints. A callable receives a "
                       "float batch (B, C, H, W) in [0, 1] on the training device and returns one "
                       "view (B, C, *image_size); it is called twice a batch. A list gives "
-                      "each stage its own view, e.g. the paper's crops in stage 1, which "
-                      "learns the features, and ``{\"crop_scale\": (0.8, 1)}`` in stages 2 "
-                      "and 3, which place the images in the map (wider crops there spread each "
-                      "image's views along a curve).")),
+                      "each stage its own view, e.g. ``[{\"crop_scale\": (0.5, 1)}, "
+                      "{\"crop_scale\": (0.8, 1)}, {\"crop_scale\": (0.8, 1)}]``: narrower "
+                      "crops in the stages that make the map. Measure it on your data: on "
+                      "10,000 Fashion-MNIST images it scored 0.764 against 0.753, on 1,886 "
+                      "clip-art drawings six points below the paper's crops.")),
     "normalize": Param(Check(_normalize_ok, "None, 'imagenet' or a pair (mean, std), each a "
                              "float or a list of floats (one per channel), std > 0"),
                        "normalise the images after augmentation: 'imagenet' (ImageNet's mean "
