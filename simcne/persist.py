@@ -43,6 +43,18 @@ from .params import MODULE_PARAMS  # noqa: E402
 _HISTORY_FIELDS = (("stage", np.int64), ("epoch", np.int64), ("loss", np.float64))
 
 
+def _plain_or_callable(value) -> bool:
+    """An item of a list parameter that a model file can stand for (data_transform's
+    per-stage views: plain settings or the user's callables)."""
+    if callable(value):
+        return True
+    try:
+        _plain(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _plain(value):
     """``value`` as plain data (numpy scalars to Python, tuples to lists), or raise TypeError."""
     if value is None or isinstance(value, (bool, str)):
@@ -96,7 +108,7 @@ def model_state(est) -> dict:
             params[name] = _plain(value)
         except TypeError:
             if not callable(value) and not (isinstance(value, (list, tuple))
-                                            and any(callable(v) for v in value)):
+                                            and all(map(_plain_or_callable, value))):
                 raise ValueError(
                     f"The '{name}' parameter of TSimCNE cannot be saved: expected plain data "
                     f"(numbers, strings, lists), an nn.Module or a callable, got "
